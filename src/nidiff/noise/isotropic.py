@@ -1,0 +1,25 @@
+r"""Isotropic noise :math:`\Sigma = I` (DDPM)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .base import NoiseModel
+
+__all__ = ["IsotropicNoise"]
+
+
+class IsotropicNoise(NoiseModel):
+    r""":math:`\Sigma = I`: every operation is the identity (returns a copy-free view of the input)."""
+
+    def color(self, z: Tensor) -> Tensor:
+        return z
+
+    def whiten(self, x: Tensor) -> Tensor:
+        return x
+
+    def apply(self, x: Tensor) -> Tensor:
+        return x
+
+    def __repr__(self) -> str:
+        return "IsotropicNoise()"

@@ -1,0 +1,57 @@
+r"""The continuous linear VP schedule (Song et al., 2021), NGDM's setting.
+
+:math:`\beta(t) = \beta_{\min} + t(\beta_{\max}-\beta_{\min})` on ``t ∈ [0, 1]``, so
+:math:`\log\bar\alpha(t) = -\int_0^t\beta = -(\beta_{\min}t + \tfrac12(\beta_{\max}-\beta_{\min})t^2)`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._checks import as_time, check_in_range
+from .base import Schedule
+
+__all__ = ["VPSchedule"]
+
+
+class VPSchedule(Schedule):
+    r"""Linear VP SDE schedule with :math:`\beta_{\min} = 0.1`, :math:`\beta_{\max} = 20` by default."""
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
+        if not (0 < beta_min < beta_max):
+            raise ValueError(f"need 0 < beta_min < beta_max, got {beta_min=}, {beta_max=}")
+        self.beta_min = float(beta_min)
+        self.beta_max = float(beta_max)
+        self.t_max = 1.0
+
+    def beta(self, t: float | Tensor) -> Tensor:
+        r""":math:`\beta(t)`, elementwise."""
+        return self.beta_min + self.check_time(t) * (self.beta_max - self.beta_min)
+
+    def _log_alpha_bar(self, t: Tensor) -> Tensor:
+        return -(self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t * t)
+
+    def _time_of_log_alpha_bar(self, log_ab: Tensor) -> Tensor:
+        # Solve ½Δt² + β_min t + log ᾱ = 0 for t ≥ 0, Δ = β_max − β_min.
+        d = self.beta_max - self.beta_min
+        disc = self.beta_min**2 - 2 * d * log_ab
+        return (disc.sqrt() - self.beta_min) / d
+
+    def rectified_time(self, t: float | Tensor, lam: float | Tensor) -> Tensor:
+        r"""NGDM eq. 8, the closed form of :math:`\bar\alpha(\tau) = \bar\alpha(t)^\lambda`:
+
+        .. math::
+            \tau = \frac{-\beta_{\min} + \sqrt{\beta_{\min}^2 + 2(\beta_{\max}-\beta_{\min})
+            \beta_{\min} t\lambda + (\beta_{\max}-\beta_{\min})^2 t^2 \lambda}}
+            {\beta_{\max}-\beta_{\min}}
+        """
+        lam_t = as_time(lam)
+        check_in_range(lam_t, "lam", 0.0, 1.0)
+        t_t = self.check_time(t)
+        bmin, d = self.beta_min, self.beta_max - self.beta_min
+        root = torch.sqrt(bmin**2 + 2 * d * bmin * t_t * lam_t + d**2 * t_t**2 * lam_t)
+        return (root - bmin) / d
+
+    def __repr__(self) -> str:
+        return f"VPSchedule(beta_min={self.beta_min}, beta_max={self.beta_max})"
