@@ -11,19 +11,44 @@ from torch import Tensor
 
 __all__ = [
     "as_time",
+    "broadcast_shape",
     "check_finite",
     "check_in_range",
     "expand_like",
 ]
 
 
-def as_time(t: float | Tensor, *, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
-    """Convert a time (Python number or tensor) to a floating tensor without copying needlessly."""
-    if isinstance(t, Tensor):
-        if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.int16)):
-            raise ValueError(f"t must be a real tensor, got dtype {t.dtype}")
-        return t.to(dtype=dtype, device=device if device is not None else t.device)
-    return torch.as_tensor(float(t), dtype=dtype, device=device)
+def as_time(
+    t: float | Tensor, *, dtype: torch.dtype = torch.float64, device=None, name: str = "t"
+) -> Tensor:
+    """Convert a time (Python number, sequence, array or tensor) to a ``dtype`` tensor.
+
+    A tensor already of ``dtype`` on ``device`` is returned as is (never modified in place).
+
+    Raises:
+        ValueError: for boolean or complex input.
+    """
+    if not isinstance(t, Tensor):
+        if isinstance(t, bool | complex | str | bytes):
+            raise ValueError(f"{name} must be a real number or tensor, got {t!r}")
+        try:  # float64 first: a Python float must not pass through float32
+            t = torch.as_tensor(t, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"{name} must be a real number or tensor, got {t!r}") from err
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{name} must be a real tensor, got dtype {t.dtype}")
+    return t.to(dtype=dtype, device=device if device is not None else t.device)
+
+
+def broadcast_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> torch.Size:
+    """The broadcast shape of ``a`` and ``b``, or a ``ValueError`` naming both."""
+    try:
+        return torch.broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name_a} of shape {tuple(a.shape)} and {name_b} of shape {tuple(b.shape)} do not "
+            "broadcast against each other"
+        ) from None
 
 
 def expand_like(v: Tensor, x: Tensor, name: str = "t") -> Tensor:
@@ -36,9 +61,15 @@ def expand_like(v: Tensor, x: Tensor, name: str = "t") -> Tensor:
     Raises:
         ValueError: if ``v`` fits none of these shapes.
     """
+    if not isinstance(v, Tensor):
+        v = torch.as_tensor(v)
     if v.ndim == 0:
         return v
-    if v.ndim == 1 and x.ndim >= 1 and v.shape[0] == x.shape[0] and x.ndim > 1:
+    if x.ndim == 0:
+        raise ValueError(
+            f"{name} of shape {tuple(v.shape)} does not fit a scalar x: expected a scalar"
+        )
+    if v.ndim == 1 and v.shape[0] == x.shape[0] and x.ndim > 1:
         return v.reshape(v.shape[0], *([1] * (x.ndim - 1)))
     if v.ndim == x.ndim:
         try:
@@ -47,8 +78,6 @@ def expand_like(v: Tensor, x: Tensor, name: str = "t") -> Tensor:
             shape = None
         if shape == x.shape:
             return v
-    if x.ndim == 1 and v.ndim == 1 and v.shape[0] in (1, x.shape[0]):
-        return v
     raise ValueError(
         f"{name} of shape {tuple(v.shape)} does not fit x of shape {tuple(x.shape)}: expected a "
         f"scalar, ({x.shape[0]},) or a {x.ndim}-d tensor broadcastable to {tuple(x.shape)}"
@@ -65,7 +94,8 @@ def check_finite(x: Tensor, name: str) -> Tensor:
 def check_in_range(
     x: float | Tensor, name: str, low: float, high: float, *, low_open: bool = False
 ) -> None:
-    """Raise ``ValueError`` unless every value of ``x`` lies in ``[low, high]`` (or ``(low, high]``)."""
+    """Raise ``ValueError`` unless every value of ``x`` is finite and lies in ``[low, high]``
+    (or ``(low, high]`` with ``low_open``)."""
     xt = torch.as_tensor(x)
     if xt.numel() == 0:
         return
@@ -76,4 +106,6 @@ def check_in_range(
     if bad_low or hi > high:
         bracket = "(" if low_open else "["
         shown = lo if bad_low else hi
-        raise ValueError(f"{name}={shown:g} is outside the allowed range {bracket}{low:g}, {high:g}]")
+        raise ValueError(
+            f"{name}={shown:g} is outside the allowed range {bracket}{low:g}, {high:g}]"
+        )

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from .._checks import check_in_range, expand_like
+from .._checks import check_finite, check_in_range, expand_like
 
 __all__ = ["ClassifierFreeGuidance", "Denoiser", "concat_cond", "time_per_sample"]
 
@@ -37,10 +37,12 @@ def time_per_sample(t: Tensor, x_t: Tensor) -> Tensor:
     """Reduce a time to one value per sample ``(B,)``, for networks that take no per-pixel time.
 
     Raises:
-        ValueError: if ``t`` varies within a sample (a per-pixel time the network cannot use).
+        ValueError: if ``t`` does not fit ``x_t``, is not finite, or varies within a sample (a
+            per-pixel time the network cannot use).
     """
     t = torch.as_tensor(t, device=x_t.device)
     t = expand_like(t, x_t)
+    check_finite(t, "t")
     B = x_t.shape[0]
     if t.ndim == 0:
         return t.expand(B)
@@ -99,7 +101,7 @@ class ClassifierFreeGuidance:
         if self.scale == 0.0:
             return self.model(x_t, t, null)
         tt = torch.as_tensor(t, device=x_t.device)
-        tt = expand_like(tt, x_t)
+        expand_like(tt, x_t)  # validates; the doubled time keeps the caller's layout
         t2 = tt if tt.ndim == 0 else torch.cat([tt.expand(B, *tt.shape[1:])] * 2)
         out = self.model(torch.cat([x_t, x_t]), t2, concat_cond(cond, null))
         eps_c, eps_u = out[:B], out[B:]
@@ -108,11 +110,13 @@ class ClassifierFreeGuidance:
 
 def _repeat(c: Any, B: int) -> Any:
     if isinstance(c, Tensor):
+        if c.ndim == 0:
+            return c.expand(B)
         if c.shape[0] == B:
             return c
-        if c.shape[0] != 1 and c.ndim > 0:
+        if c.shape[0] != 1:
             raise ValueError(f"null_cond has batch {c.shape[0]}; give one sample (batch 1)")
-        return c.expand(B, *c.shape[1:]) if c.ndim > 0 else c.expand(B)
+        return c.expand(B, *c.shape[1:])
     if isinstance(c, dict):
         return {k: _repeat(v, B) for k, v in c.items()}
     raise ValueError(f"unsupported null_cond type {type(c).__name__}")

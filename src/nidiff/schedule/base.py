@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-from .._checks import as_time, check_in_range
+from .._checks import as_time, broadcast_shape, check_in_range
 
 __all__ = ["Schedule"]
 
@@ -61,7 +61,7 @@ class Schedule(ABC):
 
     def time_of_alpha_bar(self, alpha_bar: float | Tensor) -> Tensor:
         r"""The time :math:`t` with :math:`\bar\alpha(t) = ` ``alpha_bar`` (elementwise inverse)."""
-        ab = as_time(alpha_bar)
+        ab = as_time(alpha_bar, name="alpha_bar")
         check_in_range(ab, "alpha_bar", float(self.alpha_bar(self.t_max)), 1.0)
         return self._time_of_log_alpha_bar(ab.log())
 
@@ -88,14 +88,26 @@ class Schedule(ABC):
         Returns:
             float64 tensor of the broadcast shape.
         """
-        lam_t = as_time(lam)
-        check_in_range(lam_t, "lam", 0.0, 1.0)
+        t_t, lam_t = self._rectify_inputs(t, lam)
+        tau = self._time_of_log_alpha_bar(lam_t * self._log_alpha_bar(t_t))
+        return self._exact_ends(tau, t_t, lam_t)
+
+    def _rectify_inputs(self, t: float | Tensor, lam: float | Tensor) -> tuple[Tensor, Tensor]:
+        """Check ``t`` and ``lam`` and broadcast them to their common shape (float64, ``t``'s
+        device); ``ValueError`` on a bad range, non-finite values or unbroadcastable shapes."""
         t_t = self.check_time(t)
-        log_ab = lam_t * self._log_alpha_bar(t_t)
-        tau = self._time_of_log_alpha_bar(log_ab)
-        # λ = 1 and λ = 0 are exact by definition; don't let the table inversion round them.
-        tau = torch.where(lam_t == 1, t_t.expand_as(tau), tau)
-        return torch.where(lam_t == 0, torch.zeros_like(tau), tau)
+        lam_t = as_time(lam, device=t_t.device, name="lam")
+        check_in_range(lam_t, "lam", 0.0, 1.0)
+        shape = broadcast_shape(t_t, lam_t, "t", "lam")
+        return t_t.expand(shape), lam_t.expand(shape)
+
+    @staticmethod
+    def _exact_ends(tau: Tensor, t: Tensor, lam: Tensor) -> Tensor:
+        r"""Pin :math:`\lambda = 1 \Rightarrow \tau = t` and :math:`\lambda = 0 \Rightarrow
+        \tau = 0` exactly and keep :math:`0 \le \tau \le t` against rounding of the inverse."""
+        tau = torch.minimum(tau.clamp_min(0), t)
+        tau = torch.where(lam == 1, t, tau)
+        return torch.where(lam == 0, torch.zeros_like(tau), tau)
 
     def start_times(self, lam: Tensor, t_start: float | Tensor | None = None) -> Tensor:
         r"""Per-pixel NGDM start times :math:`T_k = \tau_k(T)` (NGDM Algorithm 1, line 1).

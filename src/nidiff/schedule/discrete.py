@@ -35,8 +35,11 @@ class DiscreteSchedule(Schedule):
     """
 
     def __init__(self, betas: Sequence[float] | np.ndarray | Tensor):
-        b = torch.as_tensor(np.asarray(betas, dtype=np.float64) if not isinstance(betas, Tensor)
-                            else betas.detach().to(torch.float64).cpu())
+        b = torch.as_tensor(
+            np.asarray(betas, dtype=np.float64)
+            if not isinstance(betas, Tensor)
+            else betas.detach().to(torch.float64).cpu()
+        )
         if b.ndim != 1 or b.numel() == 0:
             raise ValueError(f"betas must be a non-empty 1-d sequence, got shape {tuple(b.shape)}")
         check_finite(b, "betas")
@@ -67,8 +70,9 @@ class DiscreteSchedule(Schedule):
 
     @classmethod
     def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999):
-        r"""Nichol & Dhariwal (2021): :math:`\bar\alpha(t) \propto \cos^2(\frac{t/T+s}{1+s}\frac\pi2)`,
-        betas clipped at ``max_beta``."""
+        r"""Nichol & Dhariwal (2021), diffusers' ``squaredcos_cap_v2``:
+        :math:`\bar\alpha(t) \propto \cos^2(\frac{t/T+s}{1+s}\frac\pi2)`, betas clipped at
+        ``max_beta``."""
         T = _check_T(T)
 
         def f(u: float) -> float:
@@ -80,11 +84,14 @@ class DiscreteSchedule(Schedule):
     @classmethod
     def from_alphas_cumprod(cls, alphas_cumprod: Sequence[float] | np.ndarray | Tensor):
         r"""From a table :math:`\bar\alpha_1..\bar\alpha_T` (diffusers' ``alphas_cumprod``)."""
-        ac = torch.as_tensor(np.asarray(alphas_cumprod, dtype=np.float64)
-                             if not isinstance(alphas_cumprod, Tensor)
-                             else alphas_cumprod.detach().to(torch.float64).cpu())
+        ac = torch.as_tensor(
+            np.asarray(alphas_cumprod, dtype=np.float64)
+            if not isinstance(alphas_cumprod, Tensor)
+            else alphas_cumprod.detach().to(torch.float64).cpu()
+        )
         if ac.ndim != 1 or ac.numel() == 0:
             raise ValueError("alphas_cumprod must be a non-empty 1-d sequence")
+        check_finite(ac, "alphas_cumprod")
         prev = torch.cat([ac.new_ones(1), ac[:-1]])
         if bool((ac >= prev).any()) or bool((ac <= 0).any()):
             raise ValueError("alphas_cumprod must be strictly decreasing and positive")
@@ -114,8 +121,10 @@ class DiscreteSchedule(Schedule):
         return lo.to(log_ab.dtype) + frac
 
     def __repr__(self) -> str:
-        return (f"DiscreteSchedule(T={self.T}, beta_1={float(self.betas[0]):.3g}, "
-                f"beta_T={float(self.betas[-1]):.3g})")
+        return (
+            f"DiscreteSchedule(T={self.T}, beta_1={float(self.betas[0]):.3g}, "
+            f"beta_T={float(self.betas[-1]):.3g})"
+        )
 
 
 def _check_T(T: int) -> int:

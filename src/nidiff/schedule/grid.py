@@ -8,7 +8,8 @@ Spacings, in paper time (diffusers' timestep + 1), for a schedule of ``T`` steps
 
 * ``leading``:  ``t_i = 1 + k·(T // N)`` (diffusers "leading", ``steps_offset`` = ``offset``);
 * ``trailing``: ``t_i = round(T - k·T/N)`` for ``k = 0..N-1`` (diffusers "trailing");
-* ``linspace``: ``N`` times rounded from ``linspace(1, T, N)`` (diffusers "linspace");
+* ``linspace``: ``1 + round(linspace(0, T - 1, N))`` (diffusers "linspace"; rounding before the
+  shift matters: numpy rounds halves to even);
   for the continuous VP schedule, ``linspace(t_max, t_max/N, N)`` without rounding.
 """
 
@@ -42,6 +43,8 @@ class TimeGrid:
     def __post_init__(self) -> None:
         if self.t.ndim != 1 or self.t.shape != self.t_prev.shape or self.t.numel() == 0:
             raise ValueError("a TimeGrid needs two 1-d tensors of the same non-zero length")
+        if not (bool(torch.isfinite(self.t).all()) and bool(torch.isfinite(self.t_prev).all())):
+            raise ValueError("grid times contain non-finite values (NaN or inf)")
         if not bool((self.t_prev < self.t).all()):
             raise ValueError("every step must go back in time: t_prev < t")
         if not bool((self.t[1:] == self.t_prev[:-1]).all()):
@@ -73,8 +76,11 @@ def custom_grid(times: Sequence[float] | Tensor, schedule: Schedule | None = Non
     ``0`` is appended unless ``times`` already ends with it. With ``schedule``, every time must
     lie in ``(0, t_max]``.
     """
-    tt = torch.as_tensor(np.asarray(times, dtype=np.float64) if not isinstance(times, Tensor)
-                         else times.detach().to(torch.float64).cpu())
+    tt = torch.as_tensor(
+        np.asarray(times, dtype=np.float64)
+        if not isinstance(times, Tensor)
+        else times.detach().to(torch.float64).cpu()
+    )
     if tt.ndim != 1 or tt.numel() == 0:
         raise ValueError("times must be a non-empty 1-d sequence")
     if not bool(torch.isfinite(tt).all()):
@@ -101,8 +107,14 @@ def _check_steps(schedule: DiscreteSchedule, steps: int) -> int:
 
 
 def leading_grid(schedule: DiscreteSchedule, steps: int, offset: int = 0) -> TimeGrid:
-    """diffusers' "leading" spacing: ``t = 1 + offset + k·(T // steps)``, descending."""
+    """diffusers' "leading" spacing: ``t = 1 + offset + k·(T // steps)``, descending.
+
+    ``offset`` is diffusers' ``steps_offset`` (Stable Diffusion uses 1), a non-negative integer.
+    """
     n = _check_steps(schedule, steps)
+    if int(offset) != offset or offset < 0:
+        raise ValueError(f"offset={offset} must be a non-negative integer")
+    offset = int(offset)
     c = schedule.T // n
     t = 1 + offset + np.arange(n)[::-1] * c
     if t[0] > schedule.T:
@@ -121,7 +133,7 @@ def linspace_grid(schedule: Schedule, steps: int) -> TimeGrid:
     """Evenly spaced times from ``t_max`` down (rounded to integers for discrete schedules)."""
     if isinstance(schedule, DiscreteSchedule):
         n = _check_steps(schedule, steps)
-        t = np.unique(np.round(np.linspace(1, schedule.T, n)))[::-1]
+        t = 1 + np.round(np.linspace(0, schedule.T - 1, n))[::-1]
     else:
         if int(steps) != steps or steps < 1:
             raise ValueError(f"steps={steps} must be a positive integer")

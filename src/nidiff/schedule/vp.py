@@ -1,7 +1,8 @@
 r"""The continuous linear VP schedule (Song et al., 2021), NGDM's setting.
 
 :math:`\beta(t) = \beta_{\min} + t(\beta_{\max}-\beta_{\min})` on ``t ∈ [0, 1]``, so
-:math:`\log\bar\alpha(t) = -\int_0^t\beta = -(\beta_{\min}t + \tfrac12(\beta_{\max}-\beta_{\min})t^2)`.
+:math:`\log\bar\alpha(t) = -\int_0^t\beta
+= -(\beta_{\min}t + \tfrac12(\beta_{\max}-\beta_{\min})t^2)`.
 """
 
 from __future__ import annotations
@@ -9,17 +10,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import as_time, check_in_range
 from .base import Schedule
 
 __all__ = ["VPSchedule"]
 
 
 class VPSchedule(Schedule):
-    r"""Linear VP SDE schedule with :math:`\beta_{\min} = 0.1`, :math:`\beta_{\max} = 20` by default."""
+    r"""Linear VP SDE schedule, :math:`\beta_{\min} = 0.1`, :math:`\beta_{\max} = 20` by default."""
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
-        if not (0 < beta_min < beta_max):
+        if not (0 < beta_min < beta_max < float("inf")):
             raise ValueError(f"need 0 < beta_min < beta_max, got {beta_min=}, {beta_max=}")
         self.beta_min = float(beta_min)
         self.beta_max = float(beta_max)
@@ -46,12 +46,10 @@ class VPSchedule(Schedule):
             \beta_{\min} t\lambda + (\beta_{\max}-\beta_{\min})^2 t^2 \lambda}}
             {\beta_{\max}-\beta_{\min}}
         """
-        lam_t = as_time(lam)
-        check_in_range(lam_t, "lam", 0.0, 1.0)
-        t_t = self.check_time(t)
+        t_t, lam_t = self._rectify_inputs(t, lam)
         bmin, d = self.beta_min, self.beta_max - self.beta_min
         root = torch.sqrt(bmin**2 + 2 * d * bmin * t_t * lam_t + d**2 * t_t**2 * lam_t)
-        return (root - bmin) / d
+        return self._exact_ends((root - bmin) / d, t_t, lam_t)
 
     def __repr__(self) -> str:
         return f"VPSchedule(beta_min={self.beta_min}, beta_max={self.beta_max})"

@@ -1,0 +1,149 @@
+"""Model checkpoints: ``config.json`` + ``model.safetensors`` in a directory.
+
+Layout of a model directory (what ``nidiff train`` exports and what ships in ``assets/``)::
+
+    model/
+      config.json          {"format": "nidiff-model", "version": 1, "model": {...UNet config...},
+                            "process": {...ProcessSpec...}, "num_classes": 10, "class_names": [...],
+                            "step": ..., "train": {...}, "data": {...}}
+      model.safetensors    the (EMA) weights; metadata repeats "step" to catch mixed files
+
+The config names the noise process, so a model is always sampled with the process it was trained
+with; :func:`load_model` with ``expect_kind`` refuses a model of another process.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .._io import atomic_path, write_json
+from ..schedule import DiscreteSchedule
+from .spec import ProcessSpec
+
+__all__ = ["FORMAT", "LoadedModel", "load_model", "read_config", "save_model"]
+
+FORMAT = "nidiff-model"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to sample: the wrapped network and the process it was trained with."""
+
+    network: torch.nn.Module
+    denoiser: Any
+    spec: ProcessSpec
+    schedule: DiscreteSchedule
+    noise: Any
+    config: dict[str, Any]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.config.get("num_classes", 0))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.get("class_names", []))
+
+    @property
+    def null_class(self) -> int | None:
+        """Label of the reserved unconditional class, or ``None`` for unconditional models."""
+        return self.num_classes if self.num_classes else None
+
+    def step_rule(self, eta: float):
+        return self.spec.step_rule(eta, self.schedule)
+
+
+def save_model(
+    directory: str | Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any]
+) -> None:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each atomically)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"format": FORMAT, "version": VERSION, **config}
+    ProcessSpec.from_dict(config["process"])  # validate before writing anything
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "step": str(config.get("step", 0))})
+    write_json(directory / "config.json", config)
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """Read and validate ``config.json`` of a model directory (clear errors on any problem)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"model directory {directory} does not exist")
+    path = directory / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{directory} is not a nidiff model: no config.json")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is corrupt or truncated: {e}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a nidiff model config (format != {FORMAT!r})")
+    if int(config.get("version", 0)) > VERSION:
+        raise ValueError(f"{path} has version {config['version']}; this nidiff reads <= {VERSION}")
+    for key in ("model", "process"):
+        if key not in config:
+            raise ValueError(f"{path} lacks the {key!r} entry")
+    ProcessSpec.from_dict(config["process"])
+    return config
+
+
+def load_model(
+    directory: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    expect_kind: str | None = None,
+) -> LoadedModel:
+    """Load a model directory written by :func:`save_model`.
+
+    Args:
+        expect_kind: if given (``isotropic``, ``gff``, ``edge``), refuse a model trained with
+            another noise process.
+    Raises:
+        FileNotFoundError: no such directory. ValueError: corrupt, truncated or mismatched files.
+    """
+    from ..models.diffusers_unet import UNetDenoiser, unet_from_config
+
+    directory = Path(directory)
+    config = read_config(directory)
+    spec = ProcessSpec.from_dict(config["process"])
+    if expect_kind is not None and spec.kind != expect_kind:
+        raise ValueError(
+            f"{directory} was trained with {spec.kind!r} noise, not {expect_kind!r}; "
+            "sample it with its own process"
+        )
+    weights = directory / "model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"{directory} lacks model.safetensors")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{weights} is corrupt or truncated: {e}") from None
+    network = unet_from_config(config["model"])
+    missing, unexpected = network.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights} does not match its config: {len(missing)} missing and "
+            f"{len(unexpected)} unexpected tensors (e.g. {(missing or unexpected)[0]!r})"
+        )
+    network = network.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    schedule = spec.build_schedule()
+    return LoadedModel(
+        network=network,
+        denoiser=UNetDenoiser(network),
+        spec=spec,
+        schedule=schedule,
+        noise=spec.build_noise(schedule),
+        config=config,
+    )
