@@ -46,14 +46,23 @@ class DDIM:
         noise: the noise model :math:`\Sigma` the network was trained with (white
             :math:`\hat\varepsilon` output, coloured here). Default isotropic.
         eta: :math:`\eta \in [0, 1]`; ``0`` deterministic DDIM, ``1`` DDPM.
+        clip_x0: optional ``(low, high)`` range for :math:`\hat x_0` (pixel models trained on
+            [−1, 1] data: ``(-1, 1)``, diffusers' ``clip_sample``). When it clips, the
+            direction term uses the noise implied by the clipped estimate,
+            :math:`\varepsilon_\Sigma = (x_t - \sqrt{\bar\alpha}\,\hat x_0)/\sqrt{1-\bar\alpha}`,
+            so the step stays a function of :math:`(x_t, \hat x_0)` alone. Default: no clipping.
     """
 
     schedule: Schedule
     noise: NoiseModel = field(default_factory=IsotropicNoise)
     eta: float = 0.0
+    clip_x0: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         check_in_range(self.eta, "eta", 0.0, 1.0)
+        if self.clip_x0 is not None and not (len(self.clip_x0) == 2 and
+                                              self.clip_x0[0] < self.clip_x0[1]):
+            raise ValueError(f"clip_x0={self.clip_x0} must be a (low, high) pair with low < high")
 
     def transition(
         self, x_t: Tensor, eps: Tensor, t: float | Tensor, t_prev: float | Tensor
@@ -91,6 +100,9 @@ class DDIM:
         a, b, a_prev, dir_coef, sigma = (v.to(dtype=x_t.dtype, device=x_t.device) for v in c)
         eps_sigma = self.noise.color(eps)
         x0_hat = (x_t - b * eps_sigma) / a
+        if self.clip_x0 is not None:
+            x0_hat = x0_hat.clamp(*self.clip_x0)
+            eps_sigma = (x_t - a * x0_hat) / b
         mean = a_prev * x0_hat + dir_coef * eps_sigma
         return Transition(mean=mean, std=sigma, noise=self.noise, x0_hat=x0_hat, eps_hat=eps)
 

@@ -57,8 +57,8 @@ class LoadedModel:
         """Label of the reserved unconditional class, or ``None`` for unconditional models."""
         return self.num_classes if self.num_classes else None
 
-    def step_rule(self, eta: float):
-        return self.spec.step_rule(eta, self.schedule)
+    def step_rule(self, eta: float, clip_x0: tuple[float, float] | None = None):
+        return self.spec.step_rule(eta, self.schedule, clip_x0)
 
 
 def save_model(

@@ -92,15 +92,21 @@ class ProcessSpec:
         edges = SobelEdges(squared=args.pop("squared", False), per_image=args.pop("per_image", True))
         return EdgePreservingNoise(schedule, tau=tau, edges=edges, **args)
 
-    def step_rule(self, eta: float = 0.0, schedule: DiscreteSchedule | None = None):
-        """The reverse step of this process: (NI-)DDIM with ``eta``, or the EP posterior (η = 1 only)."""
+    def step_rule(
+        self,
+        eta: float = 0.0,
+        schedule: DiscreteSchedule | None = None,
+        clip_x0: tuple[float, float] | None = None,
+    ):
+        """The reverse step of this process: (NI-)DDIM with ``eta`` (and optional x̂0 clipping),
+        or the EP posterior (η = 1 only, no clipping, as in the paper)."""
         schedule = schedule if schedule is not None else self.build_schedule()
         noise = self.build_noise(schedule)
         if self.kind == "edge":
             if eta != 1.0:
                 raise ValueError("the edge-preserving posterior is stochastic: use eta=1")
             return EdgePosterior(noise)
-        return DDIM(schedule, noise, eta)
+        return DDIM(schedule, noise, eta, clip_x0=clip_x0)
 
     def loss(self, schedule: DiscreteSchedule | None = None) -> EpsilonLoss | EdgeLoss:
         """The training objective of this process (white-ε, or EP eq. 15)."""

@@ -235,7 +235,8 @@ def _sample_grid(ema, spec, schedule, num_classes, shape, path: Path) -> None:
     n = max(num_classes, 1)
     labels = torch.arange(n).repeat_interleave(4) if num_classes else None
     eta = 1.0 if spec.kind == "edge" else 0.0
-    x = generate(UNetDenoiser(ema), spec.step_rule(eta, schedule), leading_grid(schedule, 50),
+    clip = None if spec.kind == "edge" else (-1.0, 1.0)
+    x = generate(UNetDenoiser(ema), spec.step_rule(eta, schedule, clip), leading_grid(schedule, 50),
                  (4 * n, *shape), noise=spec.build_noise(schedule), labels=labels,
                  guidance=3.0 if num_classes else 1.0, null_class=num_classes or None,
                  generator=torch.Generator(device).manual_seed(0), device=device)
