@@ -52,20 +52,38 @@ def main() -> None:
     if a.kind == "classifier":
         xs, ys = load_fashion_mnist_tensors(a.root, "train")
         xt, yt = load_fashion_mnist_tensors(a.root, "test")
-        model = train_classifier(from_uint8(xs)[:, None], ys, epochs=a.epochs, seed=a.seed,
-                                 device=device)
+        model = train_classifier(
+            from_uint8(xs)[:, None], ys, epochs=a.epochs, seed=a.seed, device=device
+        )
         acc = accuracy(model, from_uint8(xt)[:, None], yt)
-        info = {"test_accuracy": acc, "epochs": a.epochs, "seed": a.seed, "hardware": hardware(),
-                "seconds": time.perf_counter() - start}
+        info = {
+            "test_accuracy": acc,
+            "epochs": a.epochs,
+            "seed": a.seed,
+            "hardware": hardware(),
+            "seconds": time.perf_counter() - start,
+        }
         save_classifier(model, a.out, info)
         print(json.dumps(info))
         return
-    cfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup,
-                      ema_decay=a.ema_decay, seed=a.seed, sample_every=a.sample_every,
-                      checkpoint_every=a.checkpoint_every)
+    cfg = TrainConfig(
+        steps=a.steps,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        warmup=a.warmup,
+        ema_decay=a.ema_decay,
+        seed=a.seed,
+        sample_every=a.sample_every,
+        checkpoint_every=a.checkpoint_every,
+    )
     res = train_fashion(a.out, a.kind, cfg, root=a.root, resume=a.resume)
-    info = {"kind": a.kind, "steps": res.step, "seconds": res.seconds, "hardware": hardware(),
-            "final_loss": res.losses[-1] if res.losses else None}
+    info = {
+        "kind": a.kind,
+        "steps": res.step,
+        "seconds": res.seconds,
+        "hardware": hardware(),
+        "final_loss": res.losses[-1] if res.losses else None,
+    }
     (a.out / "run.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info))
 

@@ -40,8 +40,12 @@ def generate(
     With ``labels`` and ``guidance != 1``, classifier-free guidance uses the reserved
     ``null_class`` as the unconditional label.
     """
-    z = torch.randn(tuple(shape), generator=generator, dtype=dtype,
-                    device=generator.device if generator is not None else device)
+    z = torch.randn(
+        tuple(shape),
+        generator=generator,
+        dtype=dtype,
+        device=generator.device if generator is not None else device,
+    )
     x_T = prior_noise(noise).color(z.to(device))
     cond = labels.to(device) if labels is not None else None
     if cond is not None and guidance != 1.0:

@@ -42,8 +42,11 @@ def test_weights_match_brute_force(kind):
     model = EmpiricalDenoiser(data, SCHED, noise)
     x = torch.randn(5, *DIMS, generator=gen(2), dtype=f64)
     t_pix = torch.linspace(20, 300, 16, dtype=f64).reshape(1, *DIMS).expand(5, *DIMS)
-    for t in (torch.tensor(150.0), torch.tensor([30.0, 80.0, 150.0, 400.0, 999.0], dtype=f64),
-              t_pix):
+    for t in (
+        torch.tensor(150.0),
+        torch.tensor([30.0, 80.0, 150.0, 400.0, 999.0], dtype=f64),
+        t_pix,
+    ):
         t_map = t.reshape(-1, 1, 1, 1) if t.ndim < 2 else t
         w = model.weights(x, t)
         torch.testing.assert_close(w, brute_weights(data, x, t_map, noise))
@@ -101,7 +104,8 @@ def test_agrees_with_gaussian_oracle_on_a_large_sample():
     mu = torch.randn(DIMS, generator=g, dtype=f64)
     N = 20_000
     data = mu + (torch.randn(N, D, generator=g, dtype=f64) @ torch.linalg.cholesky(C).T).reshape(
-        N, *DIMS)
+        N, *DIMS
+    )
     noise = GFFNoise()
     gauss = GaussianDenoiser(mu, C, SCHED, noise)
     emp = EmpiricalDenoiser(data, SCHED, noise)

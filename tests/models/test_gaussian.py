@@ -87,16 +87,18 @@ def test_matches_monte_carlo_regression(kind, per_pixel):
 
 def test_one_dimensional_closed_form():
     mu, c, s = 0.7, 2.0, 1.5
-    model = GaussianDenoiser(torch.tensor([mu]), torch.tensor([[c]]), SCHED,
-                             DiagonalNoise(torch.tensor([s])))
+    model = GaussianDenoiser(
+        torch.tensor([mu]), torch.tensor([[c]]), SCHED, DiagonalNoise(torch.tensor([s]))
+    )
     x = torch.linspace(-3, 3, 7, dtype=f64)[:, None]
     a, b = (v.item() for v in SCHED.coefficients(400.0))
     m = a * a * c + b * b * s * s
     expected = mu + c * a / m * (x - a * mu)
     torch.testing.assert_close(model.x0_hat(x, 400.0), expected)
     torch.testing.assert_close(model(x, 400.0), (x - a * expected) / (b * s))
-    torch.testing.assert_close(model.posterior_cov(400.0), torch.tensor([[c - c * a * a * c / m]],
-                                                                       dtype=f64))
+    torch.testing.assert_close(
+        model.posterior_cov(400.0), torch.tensor([[c - c * a * a * c / m]], dtype=f64)
+    )
 
 
 def test_tiny_covariance_gives_the_mean():
@@ -115,8 +117,9 @@ def test_time_shapes_agree(kind):
     dims = (2, 4, 4)
     noise = noises(dims)[kind]
     g = torch.Generator().manual_seed(3)
-    model = GaussianDenoiser(torch.randn(dims, generator=g, dtype=f64), random_spd(32, g),
-                             SCHED, noise)
+    model = GaussianDenoiser(
+        torch.randn(dims, generator=g, dtype=f64), random_spd(32, g), SCHED, noise
+    )
     x = torch.randn(3, *dims, generator=g, dtype=f64)
     ref = model(x, torch.tensor(250.0))
     torch.testing.assert_close(model(x, torch.full((3, 1, 4, 4), 250.0, dtype=f64)), ref)
@@ -124,7 +127,7 @@ def test_time_shapes_agree(kind):
     ts = torch.tensor([10.0, 250.0, 900.0], dtype=f64)
     per_sample = model(x, ts)
     for i in range(3):
-        torch.testing.assert_close(per_sample[i:i + 1], model(x[i:i + 1], ts[i]))
+        torch.testing.assert_close(per_sample[i : i + 1], model(x[i : i + 1], ts[i]))
 
 
 def test_tweedie_score():

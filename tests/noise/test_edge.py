@@ -215,8 +215,9 @@ def test_forward_consistency_and_dtypes(dtype):
     assert torch.allclose(target, sig * eps, atol=tol)
     assert torch.allclose(x_t, a.to(dtype).reshape(3, 1, 1, 1) * x0 + target, atol=tol)
     # eq. 11 through the DiagonalNoise view
-    assert torch.allclose(target, s.to(dtype).reshape(3, 1, 1, 1) * ep.at(x0, t).color(eps),
-                          atol=tol)
+    assert torch.allclose(
+        target, s.to(dtype).reshape(3, 1, 1, 1) * ep.at(x0, t).color(eps), atol=tol
+    )
     assert torch.equal(target[0], torch.zeros_like(target[0]))  # t = 0: clean
     assert torch.equal(x0, x0_copy) and torch.equal(eps, eps_copy)
 

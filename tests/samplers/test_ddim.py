@@ -17,8 +17,15 @@ SCHED = DiscreteSchedule.linear(1000)
 
 def _diffusers(betas: str, spacing: str, steps: int, float64_table: bool = True) -> DDIMScheduler:
     kw = {"beta_start": 0.00085, "beta_end": 0.012} if betas == "scaled_linear" else {}
-    sch = DDIMScheduler(num_train_timesteps=1000, beta_schedule=betas, set_alpha_to_one=True,
-                        steps_offset=0, clip_sample=False, timestep_spacing=spacing, **kw)
+    sch = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule=betas,
+        set_alpha_to_one=True,
+        steps_offset=0,
+        clip_sample=False,
+        timestep_spacing=spacing,
+        **kw,
+    )
     sch.set_timesteps(steps)
     if float64_table:  # let diffusers form its coefficients in float64 too: compare the math
         sch.alphas_cumprod = sch.alphas_cumprod.double()
@@ -59,8 +66,9 @@ def test_stock_float32_diffusers_agrees_to_float32_rounding():
     for tau, (t, t_prev) in zip(sch.timesteps.tolist(), grid, strict=True):
         x, eps, z = (torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64) for _ in range(3))
         ref = sch.step(eps, tau, x, eta=1.0, variance_noise=z).prev_sample
-        torch.testing.assert_close(rule.transition(x, eps, t, t_prev).sample(z), ref,
-                                   rtol=0, atol=5e-6)
+        torch.testing.assert_close(
+            rule.transition(x, eps, t, t_prev).sample(z), ref, rtol=0, atol=5e-6
+        )
 
 
 def _posterior(ab_t, ab_s, x_t, x0):
@@ -139,8 +147,9 @@ def test_per_pixel_and_per_sample_times():
     flat = rule.transition(x, eps, torch.full((2, 1, 4, 4), 500.0), 300.0)
     torch.testing.assert_close(flat.mean, scalar.mean, rtol=0, atol=0)
     torch.testing.assert_close(flat.std.expand(2, 1, 4, 4), scalar.std.expand(2, 1, 4, 4))
-    t_map = torch.where(torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.5,
-                        500.0, 900.0)
+    t_map = torch.where(
+        torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.5, 500.0, 900.0
+    )
     mixed = rule.transition(x, eps, t_map, 300.0).mean
     high = rule.transition(x, eps, 900.0, 300.0).mean
     torch.testing.assert_close(mixed, torch.where(t_map == 500.0, scalar.mean, high))

@@ -14,8 +14,18 @@ from nidiff.samplers.transition import Transition
 from nidiff.schedule import DiscreteSchedule
 
 SCHED = DiscreteSchedule.linear(1000)
-PAIRS = [(1, 0), (2, 1), (10, 9), (500, 499), (1000, 999), (1000, 0), (1000, 500), (600, 20),
-         (250, 1), (37, 0)]
+PAIRS = [
+    (1, 0),
+    (2, 1),
+    (10, 9),
+    (500, 499),
+    (1000, 999),
+    (1000, 0),
+    (1000, 500),
+    (600, 20),
+    (250, 1),
+    (37, 0),
+]
 
 
 def one(u):
@@ -29,8 +39,10 @@ def randn(shape, seed, dtype=torch.float64):
 def ddpm_posterior(x_t, x0_hat, t, s):
     """Closed-form DDPM q(x_s | x_t, x0) written out independently, float64 scalars."""
     ab_t, ab_s = float(SCHED.alpha_bar(t)), float(SCHED.alpha_bar(s))
-    mean = (math.sqrt(ab_s) * (1 - ab_t / ab_s) / (1 - ab_t) * x0_hat
-            + math.sqrt(ab_t / ab_s) * (1 - ab_s) / (1 - ab_t) * x_t)
+    mean = (
+        math.sqrt(ab_s) * (1 - ab_t / ab_s) / (1 - ab_t) * x0_hat
+        + math.sqrt(ab_t / ab_s) * (1 - ab_s) / (1 - ab_t) * x_t
+    )
     var = (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
     return mean, var
 
@@ -62,17 +74,21 @@ def test_tau_one_matches_the_ddpm_rule(t, s):
     assert torch.allclose(ours.std, torch.as_tensor(ref.std).expand_as(ours.std), atol=1e-10)
 
 
-@pytest.mark.parametrize("tau", [LinearTau(0.5), CosineTau(0.5), SigmoidTau(0.5, 10.0),
-                                 LinearTau(1.0)], ids=repr)
+@pytest.mark.parametrize(
+    "tau", [LinearTau(0.5), CosineTau(0.5), SigmoidTau(0.5, 10.0), LinearTau(1.0)], ids=repr
+)
 def test_forward_posterior_variance_is_nonnegative(tau, capsys):
     ep = EdgePreservingNoise(SCHED, tau=tau)
     x0 = randn((3, 1, 8, 8), 4).clamp(-1, 1)
     x0[1] = torch.sign(x0[1])  # strong edges
     x0[2, :, :, 4:] += 1.0  # one dominant step: weak edges elsewhere
     ts = torch.arange(1, 1001, dtype=torch.float64)
-    pairs = [(ts, ts - 1), (torch.full((50,), 1000.0), torch.linspace(0, 999, 50)),
-             (torch.full((50,), 500.0), torch.linspace(0, 499, 50)),
-             (torch.linspace(2, 1000, 50), torch.ones(50))]
+    pairs = [
+        (ts, ts - 1),
+        (torch.full((50,), 1000.0), torch.linspace(0, 999, 50)),
+        (torch.full((50,), 500.0), torch.linspace(0, 499, 50)),
+        (torch.linspace(2, 1000, 50), torch.ones(50)),
+    ]
     worst = math.inf
     for t, s in pairs:
         for i in range(x0.shape[0]):
@@ -83,8 +99,11 @@ def test_forward_posterior_variance_is_nonnegative(tau, capsys):
             worst = min(worst, float(var_ts.min()))
             # the bound σ²_{t|s} ≥ (σ_s²/(1−ᾱ_s))·(1−γ²) behind the floor's docstring (s > 0)
             keep = s > 0
-            bound = var_s[keep] / (1 - SCHED.alpha_bar(s[keep])).reshape(-1, 1, 1, 1) * (
-                1 - gamma2[keep])
+            bound = (
+                var_s[keep]
+                / (1 - SCHED.alpha_bar(s[keep])).reshape(-1, 1, 1, 1)
+                * (1 - gamma2[keep])
+            )
             assert bool((var_ts[keep] >= bound * (1 - 1e-9)).all())
     with capsys.disabled():
         print(f"\nmin sigma^2_(t|s) for {tau!r}: {worst:.3e}")

@@ -34,9 +34,11 @@ def test_rules_satisfy_the_protocol():
     assert isinstance(DDIM(SCHED), StepRule) and isinstance(DDPM(SCHED), StepRule)
 
 
-@pytest.mark.parametrize("rule", [DDPM(SCHED), DDIM(SCHED, eta=0.5),
-                                  DDPM(SCHED, DiagonalNoise(torch.linspace(0.5, 1.5, 6)))],
-                         ids=["ddpm", "ddim-0.5", "ddpm-diag"])
+@pytest.mark.parametrize(
+    "rule",
+    [DDPM(SCHED), DDIM(SCHED, eta=0.5), DDPM(SCHED, DiagonalNoise(torch.linspace(0.5, 1.5, 6)))],
+    ids=["ddpm", "ddim-0.5", "ddpm-diag"],
+)
 def test_replaying_recorded_noise_is_bitwise(rule):
     x_T = _randn(3, 6, seed=1)
     first = sample(GaussianEps(SCHED), x_T, GRID, rule, noise=torch.Generator().manual_seed(0))
@@ -85,8 +87,9 @@ def test_callback_sees_each_step_and_can_replace_x_prev():
         seen.append(info)
         return torch.zeros_like(info.x_prev) if info.i == 2 else None
 
-    res = sample(model, x_T, GRID, DDPM(SCHED), noise=torch.Generator().manual_seed(0),
-                 callback=callback)
+    res = sample(
+        model, x_T, GRID, DDPM(SCHED), noise=torch.Generator().manual_seed(0), callback=callback
+    )
     assert [s.i for s in seen] == list(range(len(GRID)))
     assert torch.equal(torch.stack([s.t for s in seen]), GRID.t)
     assert torch.equal(torch.stack([s.t_prev for s in seen]), GRID.t_prev)
@@ -121,14 +124,20 @@ def test_x_T_is_not_mutated():
 
 
 def test_full_chain_matches_a_diffusers_loop():
-    sch = DDIMScheduler(num_train_timesteps=1000, set_alpha_to_one=True, steps_offset=0,
-                        clip_sample=False)
+    sch = DDIMScheduler(
+        num_train_timesteps=1000, set_alpha_to_one=True, steps_offset=0, clip_sample=False
+    )
     sch.set_timesteps(25)
     sch.alphas_cumprod = sch.alphas_cumprod.double()
     sched = DiscreteSchedule.from_diffusers(sch)
     model, x_T = GaussianEps(sched), _randn(2, 3, 4, 4, seed=1)
-    res = sample(model, x_T, leading_grid(sched, 25), DDIM(sched, eta=0.8),
-                 noise=torch.Generator().manual_seed(0))
+    res = sample(
+        model,
+        x_T,
+        leading_grid(sched, 25),
+        DDIM(sched, eta=0.8),
+        noise=torch.Generator().manual_seed(0),
+    )
     x = x_T
     for tau, z in zip(sch.timesteps.tolist(), res.zs, strict=True):
         eps = model(x, torch.tensor(tau + 1.0, dtype=torch.float64))
@@ -145,7 +154,8 @@ def _gaussian_chain(grid, eta, c, s):
         ab, ab_p = SCHED.alpha_bar(t), SCHED.alpha_bar(t_prev)
         var = eta**2 * (1 - ab_p) / (1 - ab) * (1 - ab / ab_p)
         m = ((ab_p * ab).sqrt() * c**2 + ((1 - ab_p - var) * (1 - ab)).sqrt() * s**2) / (
-            ab * c**2 + (1 - ab) * s**2)
+            ab * c**2 + (1 - ab) * s**2
+        )
         gain, added = m * gain, m**2 * added + var * s**2
     return gain, added
 
@@ -167,8 +177,13 @@ def test_ddim_on_gaussian_data_is_the_closed_form_linear_map():
 def test_stochastic_chain_on_gaussian_data_has_the_closed_form_moments(eta):
     grid = leading_grid(SCHED, 100)
     x_T = DiagonalNoise(S).color(_randn(4000, 8, seed=1))
-    res = sample(GaussianEps(SCHED, MU, C, S), x_T, grid, DDIM(SCHED, DiagonalNoise(S), eta),
-                 noise=torch.Generator().manual_seed(2))
+    res = sample(
+        GaussianEps(SCHED, MU, C, S),
+        x_T,
+        grid,
+        DDIM(SCHED, DiagonalNoise(S), eta),
+        noise=torch.Generator().manual_seed(2),
+    )
     gain, added = _gaussian_chain(grid, eta, C, S)
     std = (gain**2 * x_T.var(0) + added).sqrt()
     assert (res.x0.mean(0) - MU).abs().max() < 0.02

@@ -122,23 +122,27 @@ def test_sampling_recovers_mean_and_covariance(kind, rule_name):
     dm, dC = whitened_errors(m_N, V_N, MU.reshape(-1), L_C)
     assert dm < 1e-8 and dC < DISC_TOL[rule_name], (
         f"{kind}/{rule_name}: exact chain law vs data: max |Δμ_w| = {dm:.2e}, "
-        f"max |ΔC_w| = {dC:.4f} (allowed {DISC_TOL[rule_name]})")
+        f"max |ΔC_w| = {dC:.4f} (allowed {DISC_TOL[rule_name]})"
+    )
     # 2. n samples through the driver match that law within sampling error
     g = torch.Generator().manual_seed(2)
     x_T = m_T + torch.randn(N_SAMPLES, D, generator=g, dtype=f64) @ torch.linalg.cholesky(V_T).T
     with torch.no_grad():
-        out = sample(model, x_T.reshape(-1, *DIMS), grid, rule,
-                     noise=g if rule_name == "ddpm" else None)
+        out = sample(
+            model, x_T.reshape(-1, *DIMS), grid, rule, noise=g if rule_name == "ddpm" else None
+        )
     x0 = out.x0.reshape(N_SAMPLES, D)
     zm, zc = sample_z_scores(x0, m_N, torch.linalg.cholesky(V_N))
     assert zm < Z_MAX and zc < Z_MAX, (
-        f"{kind}/{rule_name}: samples vs the chain's law: max z mean {zm:.2f}, cov {zc:.2f}")
+        f"{kind}/{rule_name}: samples vs the chain's law: max z mean {zm:.2f}, cov {zc:.2f}"
+    )
     # 3. hence against the data law: sampling error plus the (known) discretisation bias
     zm, zc = sample_z_scores(x0, MU.reshape(-1), L_C)
     tol = Z_MAX + dC * math.sqrt(N_SAMPLES / 2)
     assert zm < Z_MAX and zc < tol, (
         f"{kind}/{rule_name}: samples vs N(μ, C): max z mean {zm:.2f}, cov {zc:.2f} "
-        f"(allowed {tol:.2f} = {Z_MAX} + bias {dC:.4f} in s.e. units)")
+        f"(allowed {tol:.2f} = {Z_MAX} + bias {dC:.4f} in s.e. units)"
+    )
 
 
 @pytest.mark.parametrize("rule_name", ["ddpm", "ddim"])

@@ -31,8 +31,11 @@ def _transition(noise, std):
 
 
 @pytest.mark.parametrize("noise", _noises(), ids=lambda n: type(n).__name__)
-@pytest.mark.parametrize("std", [torch.tensor(0.4, dtype=torch.float64),
-                                 0.1 + _randn(2, 1, 6, 6, seed=4).abs()], ids=["scalar", "map"])
+@pytest.mark.parametrize(
+    "std",
+    [torch.tensor(0.4, dtype=torch.float64), 0.1 + _randn(2, 1, 6, 6, seed=4).abs()],
+    ids=["scalar", "map"],
+)
 def test_sample_and_noise_of_are_inverse(noise, std):
     tr = _transition(noise, std)
     z = _randn(2, 3, 6, 6, seed=2)

@@ -37,13 +37,23 @@ class FashionClassifier(nn.Module):
 
         def block(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(
-                nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
-                nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+                nn.Conv2d(cin, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
                 nn.MaxPool2d(2),
             )
 
-        self.body = nn.Sequential(block(1, w), block(w, 2 * w), nn.AdaptiveAvgPool2d(4),
-                                  nn.Flatten(), nn.Linear(2 * w * 16, features), nn.ReLU())
+        self.body = nn.Sequential(
+            block(1, w),
+            block(w, 2 * w),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(2 * w * 16, features),
+            nn.ReLU(),
+        )
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(features, num_classes))
 
     def features(self, x: Tensor) -> Tensor:
@@ -110,8 +120,11 @@ def save_classifier(model: FashionClassifier, directory: str | Path, info: dict)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / "classifier.safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                  str(tmp), metadata={"format": FORMAT})
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+            str(tmp),
+            metadata={"format": FORMAT},
+        )
     write_json(directory / "classifier.json", {"format": FORMAT, "arch": model.config, **info})
 
 

@@ -57,7 +57,11 @@ class EmpiricalDenoiser:
     """
 
     def __init__(
-        self, data: Tensor, schedule: Schedule, noise: NoiseModel | None = None, *,
+        self,
+        data: Tensor,
+        schedule: Schedule,
+        noise: NoiseModel | None = None,
+        *,
         chunk: int = 2**22,
     ):
         data = torch.as_tensor(data)
@@ -97,9 +101,9 @@ class EmpiricalDenoiser:
         n = max(1, self.chunk // (x.shape[0] * X.shape[1]))
         hard, soft = [], []
         for j in range(0, X.shape[0], n):
-            diff = x[:, None] - a[:, None] * X[None, j:j + n]  # (R, n, D)
+            diff = x[:, None] - a[:, None] * X[None, j : j + n]  # (R, n, D)
             if sig is not None:
-                g = sig[None, j:j + n].expand_as(diff)
+                g = sig[None, j : j + n].expand_as(diff)
             elif self.std is not None:
                 g = (b * self.std.to(x.device))[:, None].expand_as(diff)
             else:
@@ -111,8 +115,9 @@ class EmpiricalDenoiser:
                 continue
             zero = g == 0
             gs = torch.where(zero, 1.0, g)
-            s = torch.where(zero, 0.0, (diff / gs).square() + (2 * gs.log() if sig is not None
-                                                                 else 0.0))
+            s = torch.where(
+                zero, 0.0, (diff / gs).square() + (2 * gs.log() if sig is not None else 0.0)
+            )
             soft.append(s.sum(-1))
             hard.append(torch.where(zero, diff.square(), 0.0).sum(-1))
         return _combine(torch.cat(hard, 1), torch.cat(soft, 1))
@@ -143,8 +148,10 @@ class EmpiricalDenoiser:
         step = max(1, self.chunk // max(1, self.X.shape[0]))
         if rows.shape[0] == 1:
             rows = rows.expand(x.shape[0], -1)
-        parts = [self._logits(x[i:i + step], rows[i:i + step]).softmax(dim=1)
-                 for i in range(0, x.shape[0], step)]
+        parts = [
+            self._logits(x[i : i + step], rows[i : i + step]).softmax(dim=1)
+            for i in range(0, x.shape[0], step)
+        ]
         return torch.cat(parts)
 
     def _x0(self, x_t: Tensor, t: float | Tensor) -> Tensor:

@@ -66,7 +66,7 @@ class NoiseModel(ABC):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        r"""Draw :math:`\Sigma^{1/2}z`: from the given white noise ``z``, or fresh from ``generator``.
+        r"""Draw :math:`\Sigma^{1/2}z` from given white noise ``z`` or fresh from ``generator``.
 
         Exactly one of ``shape`` and ``z`` is needed; passing ``z`` makes the draw replayable
         (edit-friendly inversion records the white noise, not the coloured sample).

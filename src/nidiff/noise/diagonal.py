@@ -19,11 +19,13 @@ class DiagonalNoise(NoiseModel):
     r""":math:`\Sigma^{1/2} = \mathrm{diag}(s)` with ``std`` = :math:`s \ge 0`.
 
     Args:
-        std: per-element standard deviations, broadcastable to the noise shape, e.g. ``(1, 1, H, W)``
+        std: per-element standard deviations, broadcastable to the noise shape, e.g.
+            ``(1, 1, H, W)``
             for one map shared by the batch and channels, or ``(B, C, H, W)``.
 
     Where ``std == 0`` the covariance is singular; :meth:`whiten` then returns 0 there
-    (the Moore–Penrose pseudo-inverse), so ``whiten(color(z))`` recovers ``z`` only where ``std > 0``.
+    (the Moore–Penrose pseudo-inverse), so ``whiten(color(z))`` recovers ``z`` only where
+    ``std > 0``.
     """
 
     def __init__(self, std: Tensor):
@@ -48,7 +50,9 @@ class DiagonalNoise(NoiseModel):
 
     def whiten(self, x: Tensor) -> Tensor:
         s = self._std_for(x)
-        return torch.where(s > 0, x / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(x))
+        return torch.where(
+            s > 0, x / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(x)
+        )
 
     def apply(self, x: Tensor) -> Tensor:
         return self._std_for(x).square() * x

@@ -265,5 +265,7 @@ class EdgePreservingNoise:
         return x_t.to(x0.dtype), target.to(x0.dtype)
 
     def __repr__(self) -> str:
-        return (f"EdgePreservingNoise({self.schedule!r}, lambda_min={self.lambda_min:g}, "
-                f"lambda_max={self.lambda_max:g}, tau={self.tau_fn!r}, edges={self.edges!r})")
+        return (
+            f"EdgePreservingNoise({self.schedule!r}, lambda_min={self.lambda_min:g}, "
+            f"lambda_max={self.lambda_max:g}, tau={self.tau_fn!r}, edges={self.edges!r})"
+        )

@@ -10,7 +10,7 @@ __all__ = ["IsotropicNoise"]
 
 
 class IsotropicNoise(NoiseModel):
-    r""":math:`\Sigma = I`: every operation is the identity (returns a copy-free view of the input)."""
+    r""":math:`\Sigma = I`: every operation is the identity (returns its input, uncopied)."""
 
     def color(self, z: Tensor) -> Tensor:
         return z

@@ -60,8 +60,9 @@ class DDIM:
 
     def __post_init__(self) -> None:
         check_in_range(self.eta, "eta", 0.0, 1.0)
-        if self.clip_x0 is not None and not (len(self.clip_x0) == 2 and
-                                              self.clip_x0[0] < self.clip_x0[1]):
+        if self.clip_x0 is not None and not (
+            len(self.clip_x0) == 2 and self.clip_x0[0] < self.clip_x0[1]
+        ):
             raise ValueError(f"clip_x0={self.clip_x0} must be a (low, high) pair with low < high")
 
     def transition(

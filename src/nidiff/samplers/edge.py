@@ -95,13 +95,13 @@ class EdgePosterior:
             raise ValueError("x_t must be a floating tensor")
         if not isinstance(out, Tensor) or out.shape != x_t.shape:
             raise ValueError(
-                f"out of shape {tuple(getattr(out, 'shape', ()))} must match x_t "
-                f"{tuple(x_t.shape)}"
+                f"out of shape {tuple(getattr(out, 'shape', ()))} must match x_t {tuple(x_t.shape)}"
             )
         sched = self.noise.schedule
         tt = expand_like(sched.check_time(as_time(t, device=x_t.device)), x_t, "t")
-        ts = expand_like(sched.check_time(as_time(t_prev, device=x_t.device), "t_prev"), x_t,
-                         "t_prev")
+        ts = expand_like(
+            sched.check_time(as_time(t_prev, device=x_t.device), "t_prev"), x_t, "t_prev"
+        )
         if bool((ts >= tt).any()):
             raise ValueError("t_prev must be < t everywhere (the reverse step goes back in time)")
         ab_t, ab_s = sched.alpha_bar(tt), sched.alpha_bar(ts)

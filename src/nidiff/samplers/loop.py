@@ -141,8 +141,10 @@ def sample(
             replaced = callback(StepInfo(i, t, t_prev, x, tr, x_prev, z))
             if replaced is not None:
                 if not isinstance(replaced, Tensor) or replaced.shape != x_prev.shape:
-                    raise ValueError(f"callback at step {i} must return None or a tensor of "
-                                     f"shape {tuple(x_prev.shape)}")
+                    raise ValueError(
+                        f"callback at step {i} must return None or a tensor of "
+                        f"shape {tuple(x_prev.shape)}"
+                    )
                 x_prev = replaced
         zs.append(z)
         x = x_prev
@@ -153,8 +155,10 @@ def _replay_list(noise: NoiseSource, n: int) -> list[Tensor | None] | None:
     if noise is None or isinstance(noise, torch.Generator):
         return None
     if isinstance(noise, Tensor) or not isinstance(noise, Sequence):
-        raise TypeError("noise must be None, a torch.Generator or a sequence of per-step tensors "
-                        f"(got {type(noise).__name__}); for a stacked tensor pass list(noise)")
+        raise TypeError(
+            "noise must be None, a torch.Generator or a sequence of per-step tensors "
+            f"(got {type(noise).__name__}); for a stacked tensor pass list(noise)"
+        )
     if len(noise) != n:
         raise ValueError(f"noise has {len(noise)} maps but the grid has {n} steps")
     return list(noise)
@@ -164,8 +168,10 @@ def _white(i: int, noise: NoiseSource, replay: list[Tensor | None] | None, x: Te
     if isinstance(noise, torch.Generator):
         return white_noise(x.shape, generator=noise, dtype=x.dtype).to(x.device)
     if replay is None:
-        raise ValueError(f"step {i} is stochastic (std > 0) but noise=None: pass a "
-                         "torch.Generator or recorded white-noise tensors")
+        raise ValueError(
+            f"step {i} is stochastic (std > 0) but noise=None: pass a "
+            "torch.Generator or recorded white-noise tensors"
+        )
     z = replay[i]
     if z is None:
         raise ValueError(f"step {i} is stochastic (std > 0) but noise[{i}] is None")

@@ -28,7 +28,8 @@ class Transition:
             the edge-preserving posterior); ``0`` for a deterministic step.
         noise: the noise model whose :math:`\Sigma^{1/2}` colours the white noise.
         x0_hat: the model's estimate of :math:`x_0`.
-        eps_hat: the model output (white :math:`\hat\varepsilon`, or :math:`\sigma_t\odot\varepsilon`
+        eps_hat: the model output (white :math:`\hat\varepsilon`, or
+            :math:`\sigma_t\odot\varepsilon`
             for edge-preserving models).
     """
 
@@ -43,7 +44,7 @@ class Transition:
         return bool((torch.as_tensor(self.std) == 0).all())
 
     def sample(self, z: Tensor | None) -> Tensor:
-        r""":math:`x_{t_{prev}} = \mu + s\,\Sigma^{1/2} z`; ``z=None`` only for deterministic steps."""
+        r""":math:`x_{t_{prev}} = \mu + s\,\Sigma^{1/2} z`; no ``z`` for deterministic steps."""
         if z is None:
             if not self.is_deterministic:
                 raise ValueError("this step is stochastic (std > 0): pass its white noise z")

@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .._io import atomic_path, write_json
+from ..process import Process
 from ..schedule import DiscreteSchedule
 from .spec import ProcessSpec
 
@@ -57,8 +58,13 @@ class LoadedModel:
         """Label of the reserved unconditional class, or ``None`` for unconditional models."""
         return self.num_classes if self.num_classes else None
 
+    @property
+    def process(self) -> Process:
+        """The run-time :class:`~nidiff.process.Process` (schedule + noise) of this model."""
+        return Process(self.schedule, self.noise)
+
     def step_rule(self, eta: float, clip_x0: tuple[float, float] | None = None):
-        return self.spec.step_rule(eta, self.schedule, clip_x0)
+        return self.process.rule(eta, clip_x0)
 
 
 def save_model(
@@ -71,7 +77,9 @@ def save_model(
     ProcessSpec.from_dict(config["process"])  # validate before writing anything
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     with atomic_path(directory / "model.safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "step": str(config.get("step", 0))})
+        save_file(
+            tensors, str(tmp), metadata={"format": FORMAT, "step": str(config.get("step", 0))}
+        )
     write_json(directory / "config.json", config)
 
 
@@ -137,7 +145,9 @@ def load_model(
             f"{weights} does not match its config: {len(missing)} missing and "
             f"{len(unexpected)} unexpected tensors (e.g. {(missing or unexpected)[0]!r})"
         )
-    network = network.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    # load_state_dict already cast the stored (float16) tensors to the network's float32.
+    network = network.to(device) if dtype == torch.float32 else network.to(device, dtype)
+    network = network.eval().requires_grad_(False)
     schedule = spec.build_schedule()
     return LoadedModel(
         network=network,

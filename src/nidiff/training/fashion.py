@@ -22,15 +22,14 @@ __all__ = ["FASHION_PROCESSES", "train_fashion"]
 FASHION_PROCESSES: dict[str, dict[str, Any]] = {
     "isotropic": {"kind": "isotropic"},
     "gff": {"kind": "gff", "power": 1.0},
-    "edge": {"kind": "edge", "lambda_min": 1e-4, "lambda_max": 1e-1, "tau": "linear",
-             "t_phi": 0.5},
+    "edge": {"kind": "edge", "lambda_min": 1e-4, "lambda_max": 1e-1, "tau": "linear", "t_phi": 0.5},
 }
 
 
 def train_fashion(
     out_dir: str | Path,
     kind: str = "isotropic",
-    cfg: TrainConfig = TrainConfig(),
+    cfg: TrainConfig | None = None,
     *,
     root: str | Path = DEFAULT_DIR,
     resume: bool = False,
@@ -38,6 +37,7 @@ def train_fashion(
     **model_kw: Any,
 ) -> TrainResult:
     """Train a class-conditional Fashion-MNIST model with the noise process ``kind``."""
+    cfg = cfg if cfg is not None else TrainConfig()
     if kind not in FASHION_PROCESSES:
         raise ValueError(f"unknown kind {kind!r}; use one of {list(FASHION_PROCESSES)}")
     images, labels = load_fashion_mnist_tensors(root, "train")
@@ -50,7 +50,9 @@ def train_fashion(
         spec=spec,
         cfg=cfg,
         resume=resume,
-        extra_config={"class_names": list(CLASS_NAMES),
-                      "data": {"name": "fashion-mnist", "split": "train", "size": 28}},
+        extra_config={
+            "class_names": list(CLASS_NAMES),
+            "data": {"name": "fashion-mnist", "split": "train", "size": 28},
+        },
         progress=progress,
     )

@@ -46,7 +46,7 @@ class EpsilonLoss(_RegressionLoss):
     noise: NoiseModel
 
     def noisy(self, x0: Tensor, t: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-        """Return ``(x_t, target)`` for white noise ``eps``; ``t`` scalar, ``(B,)`` or per element."""
+        """``(x_t, target)`` for white noise ``eps``; ``t`` scalar, ``(B,)`` or per element."""
         a, b = self.schedule.coefficients(t)
         a = expand_like(a.to(x0), x0)
         b = expand_like(b.to(x0), x0)

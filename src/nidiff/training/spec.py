@@ -28,7 +28,7 @@ from ..noise import (
     SigmoidTau,
     SobelEdges,
 )
-from ..samplers import DDIM, EdgePosterior
+from ..process import Process
 from ..schedule import DiscreteSchedule
 from .losses import EdgeLoss, EpsilonLoss
 
@@ -55,7 +55,9 @@ class ProcessSpec:
         if kind not in (*_SCHEDULES, "betas"):
             raise ValueError(f"unknown schedule kind {kind!r}; use one of {[*_SCHEDULES, 'betas']}")
         if self.noise.get("kind") not in NOISE_KINDS:
-            raise ValueError(f"unknown noise kind {self.noise.get('kind')!r}; use one of {NOISE_KINDS}")
+            raise ValueError(
+                f"unknown noise kind {self.noise.get('kind')!r}; use one of {NOISE_KINDS}"
+            )
 
     @property
     def kind(self) -> str:
@@ -77,8 +79,10 @@ class ProcessSpec:
             return DiscreteSchedule(args["betas"])
         return _SCHEDULES[self.schedule["kind"]](**args)
 
-    def build_noise(self, schedule: DiscreteSchedule | None = None) -> NoiseModel | EdgePreservingNoise:
-        """The noise object: a :class:`NoiseModel`, or an :class:`EdgePreservingNoise` for ``edge``."""
+    def build_noise(
+        self, schedule: DiscreteSchedule | None = None
+    ) -> NoiseModel | EdgePreservingNoise:
+        """The noise: a :class:`NoiseModel`, or an :class:`EdgePreservingNoise` for ``edge``."""
         args = {k: v for k, v in self.noise.items() if k != "kind"}
         if self.kind == "isotropic":
             return IsotropicNoise()
@@ -89,8 +93,15 @@ class ProcessSpec:
         if tau_kind not in _TAUS:
             raise ValueError(f"unknown tau {tau_kind!r}; use one of {list(_TAUS)}")
         tau = _TAUS[tau_kind](t_phi=args.pop("t_phi", 0.5))
-        edges = SobelEdges(squared=args.pop("squared", False), per_image=args.pop("per_image", True))
+        edges = SobelEdges(
+            squared=args.pop("squared", False), per_image=args.pop("per_image", True)
+        )
         return EdgePreservingNoise(schedule, tau=tau, edges=edges, **args)
+
+    def process(self) -> Process:
+        """The run-time :class:`~nidiff.process.Process` of this spec."""
+        schedule = self.build_schedule()
+        return Process(schedule, self.build_noise(schedule))
 
     def step_rule(
         self,
@@ -98,15 +109,9 @@ class ProcessSpec:
         schedule: DiscreteSchedule | None = None,
         clip_x0: tuple[float, float] | None = None,
     ):
-        """The reverse step of this process: (NI-)DDIM with ``eta`` (and optional x̂0 clipping),
-        or the EP posterior (η = 1 only, no clipping, as in the paper)."""
+        """The reverse step of this process (see :meth:`nidiff.process.Process.rule`)."""
         schedule = schedule if schedule is not None else self.build_schedule()
-        noise = self.build_noise(schedule)
-        if self.kind == "edge":
-            if eta != 1.0:
-                raise ValueError("the edge-preserving posterior is stochastic: use eta=1")
-            return EdgePosterior(noise)
-        return DDIM(schedule, noise, eta, clip_x0=clip_x0)
+        return Process(schedule, self.build_noise(schedule)).rule(eta, clip_x0)
 
     def loss(self, schedule: DiscreteSchedule | None = None) -> EpsilonLoss | EdgeLoss:
         """The training objective of this process (white-ε, or EP eq. 15)."""

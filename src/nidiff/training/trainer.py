@@ -161,15 +161,17 @@ def train(
     start = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and acc.is_main_process))
     while step < cfg.steps:
-        idx, t, eps, drop = _draw(gen, len(images), cfg.batch_size, schedule.T,
-                                  images.shape[1:], cfg.label_dropout)
+        idx, t, eps, drop = _draw(
+            gen, len(images), cfg.batch_size, schedule.T, images.shape[1:], cfg.label_dropout
+        )
         x0 = images[idx[shard].to(images.device)].to(acc.device, torch.float32)
         cond = None
         if labels is not None:
             cond = torch.where(drop[shard], num_classes, labels[idx[shard]]).to(acc.device)
         with acc.autocast():
-            loss = loss_fn(denoiser, x0, t[shard].to(acc.device), eps[shard].to(acc.device),
-                           cond).mean()
+            loss = loss_fn(
+                denoiser, x0, t[shard].to(acc.device), eps[shard].to(acc.device), cond
+            ).mean()
         acc.backward(loss)
         if cfg.grad_clip > 0:
             acc.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -185,21 +187,38 @@ def train(
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{opt.param_groups[0]['lr']:.2e}")
             window = []
         if cfg.sample_every and step % cfg.sample_every == 0 and acc.is_main_process:
-            _sample_grid(ema, spec, schedule, num_classes, images.shape[1:],
-                         out_dir / "samples" / f"step-{step:07d}.png")
+            _sample_grid(
+                ema,
+                spec,
+                schedule,
+                num_classes,
+                images.shape[1:],
+                out_dir / "samples" / f"step-{step:07d}.png",
+            )
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             acc.wait_for_everyone()
             if acc.is_main_process:
-                _checkpoint(out_dir, step, acc.unwrap_model(net), ema, opt, lr_sched, gen, config,
-                            cfg.keep_checkpoints)
+                _checkpoint(
+                    out_dir,
+                    step,
+                    acc.unwrap_model(net),
+                    ema,
+                    opt,
+                    lr_sched,
+                    gen,
+                    config,
+                    cfg.keep_checkpoints,
+                )
     bar.close()
     acc.wait_for_everyone()
     seconds = time.perf_counter() - start
     model_dir = out_dir / "model"
     if acc.is_main_process:
         save_model(model_dir, ema.state_dict(), {**config, "step": step})
-        write_json(out_dir / "train_log.json", {"losses": losses, "log_every": cfg.log_every,
-                                                "seconds": seconds, "processes": world})
+        write_json(
+            out_dir / "train_log.json",
+            {"losses": losses, "log_every": cfg.log_every, "seconds": seconds, "processes": world},
+        )
     return TrainResult(model_dir=model_dir, step=step, losses=losses, seconds=seconds)
 
 
@@ -218,9 +237,17 @@ def _checkpoint(out_dir, step, net, ema, opt, lr_sched, gen, config, keep) -> No
     if final.exists():
         return
     with atomic_dir(final) as tmp:
-        torch.save({"model": net.state_dict(), "ema": ema.state_dict(),
-                    "optimizer": opt.state_dict(), "lr_schedule": lr_sched.state_dict(),
-                    "generator": gen.get_state(), "step": step}, tmp / "train_state.pt")
+        torch.save(
+            {
+                "model": net.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": opt.state_dict(),
+                "lr_schedule": lr_sched.state_dict(),
+                "generator": gen.get_state(),
+                "step": step,
+            },
+            tmp / "train_state.pt",
+        )
         save_model(tmp, ema.state_dict(), {**config, "step": step})
     for old in sorted((out_dir / "checkpoints").glob("step-*[0-9]"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -236,8 +263,16 @@ def _sample_grid(ema, spec, schedule, num_classes, shape, path: Path) -> None:
     labels = torch.arange(n).repeat_interleave(4) if num_classes else None
     eta = 1.0 if spec.kind == "edge" else 0.0
     clip = None if spec.kind == "edge" else (-1.0, 1.0)
-    x = generate(UNetDenoiser(ema), spec.step_rule(eta, schedule, clip), leading_grid(schedule, 50),
-                 (4 * n, *shape), noise=spec.build_noise(schedule), labels=labels,
-                 guidance=3.0 if num_classes else 1.0, null_class=num_classes or None,
-                 generator=torch.Generator(device).manual_seed(0), device=device)
+    x = generate(
+        UNetDenoiser(ema),
+        spec.step_rule(eta, schedule, clip),
+        leading_grid(schedule, 50),
+        (4 * n, *shape),
+        noise=spec.build_noise(schedule),
+        labels=labels,
+        guidance=3.0 if num_classes else 1.0,
+        null_class=num_classes or None,
+        generator=torch.Generator(device).manual_seed(0),
+        device=device,
+    )
     save_grid(x.cpu(), path, nrow=4)
