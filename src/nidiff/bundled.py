@@ -39,7 +39,7 @@ def load_bundled(name: str = DEFAULT_MODEL, device: str | torch.device = "cpu"):
 
 
 def load_bundled_classifier(device: str | torch.device = "cpu"):
-    """The bundled Fashion-MNIST classifier, a :class:`~nidiff.metrics.classifier.FashionClassifier`."""
+    """The bundled Fashion-MNIST classifier (a ``FashionClassifier``)."""
     from .metrics.classifier import load_classifier
 
     return load_classifier(ASSETS / "classifier", device=device)

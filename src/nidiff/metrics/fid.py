@@ -3,7 +3,9 @@ r"""Fréchet distance between Gaussian fits of two feature sets.
 FID when the features are Inception's; nidiff defaults to the bundled classifier's penultimate
 layer.
 
-.. math:: d^2 = \|\mu_1-\mu_2\|^2 + \mathrm{Tr}\bigl(C_1 + C_2 - 2(C_1^{1/2} C_2 C_1^{1/2})^{1/2}\bigr)
+.. math::
+    d^2 = \|\mu_1-\mu_2\|^2
+          + \mathrm{Tr}\bigl(C_1 + C_2 - 2(C_1^{1/2} C_2 C_1^{1/2})^{1/2}\bigr)
 
 computed in float64 with symmetric eigendecompositions (no complex ``sqrtm``).
 """
