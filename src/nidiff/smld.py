@@ -7,7 +7,8 @@ GFF paper (Voleti, Pal & Oberman, 2022), Sec. 3, the non-isotropic form of Song 
 * score: :math:`\nabla\log q(x_\sigma\mid x_0) = -\Sigma^{-1}(x_\sigma - x_0)/\sigma^2
   = -\Sigma^{-1/2}\varepsilon/\sigma`; the network predicts the **white** :math:`\hat\varepsilon`
   (``model(x, sigma, cond)``: the contract's time argument is :math:`\sigma` here), so the
-  :math:`\sigma^2\Sigma`-weighted score-matching loss is :math:`\|\hat\varepsilon - \varepsilon\|^2`;
+  :math:`\sigma^2\Sigma`-weighted score-matching loss is
+  :math:`\|\hat\varepsilon - \varepsilon\|^2`;
 * sampling: annealed Langevin dynamics preconditioned by :math:`\Sigma`, for each level ``i``,
   ``n_steps`` times,
 
@@ -45,7 +46,7 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, levels: int) -> Tensor:
 
 
 def smld_noisy(x0: Tensor, sigma: Tensor, eps: Tensor, noise: NoiseModel | None = None) -> Tensor:
-    r""":math:`x_\sigma = x_0 + \sigma\Sigma^{1/2}\varepsilon`; ``sigma`` scalar, ``(B,)`` or a map."""
+    r""":math:`x_\sigma = x_0 + \sigma\Sigma^{1/2}\varepsilon`; ``sigma``: scalar, ``(B,)``, map."""
     noise = noise if noise is not None else IsotropicNoise()
     s = expand_like(torch.as_tensor(sigma, dtype=x0.dtype, device=x0.device), x0, "sigma")
     return x0 + s * noise.color(eps)
