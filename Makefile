@@ -29,3 +29,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+
+demo: $(STAMP)
+	$(BIN)/python -m nidiff.demo --out outputs/demo --overwrite
+	@echo "open outputs/demo/demo.png"

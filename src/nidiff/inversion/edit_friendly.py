@@ -1,0 +1,246 @@
+r"""Edit-friendly DDPM inversion (Huberman-Spiegelglas, Kulikov & Michaeli, CVPR 2024: "EF").
+
+**Inversion** (EF Alg. 1). Every noisy state is drawn *independently* from the forward marginal,
+:math:`x_{t_i} = \sqrt{\bar\alpha_{t_i}}x_0 + \sqrt{1-\bar\alpha_{t_i}}\,\Sigma^{1/2}\tilde
+\varepsilon_i` (EF eq. 6; EP eq. 11 for edge-preserving noise) with a fresh
+:math:`\tilde\varepsilon_i` per grid time. Then, noisiest step first, with the step's Gaussian
+:math:`\mathcal N(\hat\mu_i(x_{t_i}), \sigma_i^2\Sigma)` (:meth:`Process.rule`,
+:math:`\sigma_i^2 = \eta^2\tilde\beta_i`):
+
+.. math::
+    z_i = \Sigma^{-1/2}\bigl(x_{t_{prev,i}} - \hat\mu_i(x_{t_i})\bigr)/\sigma_i
+    \quad\text{(EF eq. 5, whitened)}, \qquad
+    x_{t_{prev,i}} \leftarrow \hat\mu_i(x_{t_i}) + \sigma_i\Sigma^{1/2}z_i ,
+
+the overwrite guarding against drift (last line of Alg. 1). Regenerating with the same model,
+condition and guidance replays exactly these states, so :math:`x_0` comes back to float precision.
+The maps have variance > 1 and are negatively correlated across steps (EF Sec. 5, Fig. 5).
+
+**The last step.** A grid ends at ``t = 0`` where :math:`\bar\alpha_0 = 1`, so nidiff's last
+DDIM/DDPM/EP step is deterministic (:math:`\sigma = 0`) and has no noise to extract. For such a
+step we use Ho et al.'s other DDPM variance,
+:math:`\sigma^2 = 1 - \bar\alpha_t/\bar\alpha_{t_{prev}}` (:math:`= \beta_t` for consecutive
+steps): the last map is :math:`z_N = \Sigma^{-1/2}(x_0 - \hat x_0)/\sqrt{1-\bar\alpha_{t_N}}`
+and regeneration adds it back, so reconstruction stays exact and the map carries the finest
+detail into edits. ``zero_last=True``
+zeroes it as the authors' code does: the last step is then the plain deterministic one and the
+reconstruction is off by :math:`x_0 - \hat x_0(x_{t_N})`.
+
+**Edits** fix the maps, change ``cond``/``guidance`` and start after ``skip`` steps (EF's
+:math:`T_{skip}`, a *count* of skipped noisiest steps) from the inverted :math:`x_{t_{skip}}`.
+:attr:`Inversion.xs` keeps every inverted state (``N`` extra maps in memory), so skipping is free;
+an inversion loaded without them recomputes :math:`x_{t_{skip}}` by replaying its first ``skip``
+steps with the source condition (``skip`` extra model calls, the identical state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import check_in_range
+from ..editing.result import EditResult
+from ..models.contract import Denoiser
+from ..noise.base import white_noise
+from ..process import Process
+from ..samplers.transition import Transition
+from ..schedule import Schedule, TimeGrid
+from .ddim import check_image, guided_model, model_time
+from .io import Inversion, check_process, describe_process
+
+__all__ = ["Inversion", "edit_friendly_invert", "edit_friendly_regenerate"]
+
+#: ``z_hook(i, transition, z) -> z``: replaces step ``i``'s map during regeneration (EF eq. 7).
+ZHook = Callable[[int, Transition, Tensor], Tensor]
+
+
+@torch.no_grad()
+def edit_friendly_invert(
+    model: Denoiser,
+    x0: Tensor,
+    process: Process,
+    grid: TimeGrid,
+    *,
+    cond: Any = None,
+    guidance: float = 1.0,
+    null_cond: Any = None,
+    eta: float = 1.0,
+    generator: torch.Generator | None = None,
+    noise: Sequence[Tensor] | None = None,
+    zero_last: bool = False,
+) -> Inversion:
+    r"""Extract the edit-friendly maps :math:`\{x_T, z_T, \dots, z_1\}` of ``x0`` (EF Alg. 1).
+
+    Args:
+        model: ``out = model(x_t, t, cond)`` for ``process``.
+        x0: the image(s) ``(B, *dims)``, finite, floating; not modified.
+        process: the diffusion process (schedule + noise) of ``model``.
+        grid: the ``N`` steps, noisiest first; must end at ``t = 0``.
+        cond: the source condition, batched like ``x0`` (or ``None``).
+        guidance: classifier-free guidance scale ``w >= 0``; ``w != 1`` needs ``null_cond``.
+        null_cond: the unconditional condition for guidance (one sample).
+        eta: :math:`\eta \in (0, 1]` (``0`` has no noise to extract); EP processes take ``1``.
+        generator: source of the ``N`` independent :math:`\tilde\varepsilon` (drawn noisiest
+            first, ``x0``'s dtype); or give them as ``noise``.
+        noise: ``N`` white tensors of ``x0``'s shape, ``noise[i]`` for time ``grid.t[i]``.
+        zero_last: zero the last map (the authors' convention; reconstruction then not exact).
+
+    Returns:
+        An :class:`Inversion` with ``N`` white maps; runs ``N`` model calls under ``no_grad``.
+    """
+    check_image(x0)
+    B = int(x0.shape[0])
+    check_in_range(eta, "eta", 0.0, 1.0, low_open=True)
+    if float(grid.t_prev[-1]) != 0.0:
+        raise ValueError(f"the grid must end at t = 0 (x0), not {float(grid.t_prev[-1]):g}")
+    _check_cond(cond, B)
+    net, rule, n = guided_model(model, guidance, null_cond), process.rule(eta), len(grid)
+    eps = _forward_noise(generator, noise, n, x0)
+    x = process.q_sample(x0, grid.t[0], next(eps).to(x0.device))
+    xs, zs = [], []
+    for i, (t, t_prev) in enumerate(grid):
+        tr = _transition(net, rule, process.schedule, x, t, t_prev, cond)
+        drawn = x0 if i == n - 1 else process.q_sample(x0, t_prev, next(eps).to(x0.device))
+        z = tr.noise_of(drawn)
+        z = torch.zeros_like(z) if zero_last and i == n - 1 else z
+        xs.append(x)
+        zs.append(z)
+        x = tr.sample(z)
+    return Inversion(
+        x_T=xs[0],
+        zs=zs,
+        grid=grid,
+        cond=cond.detach().clone() if isinstance(cond, Tensor) else cond,
+        guidance=float(guidance),
+        eta=float(eta),
+        x0=x0.detach().clone(),
+        xs=xs,
+        process_info=describe_process(process),
+        zero_last=bool(zero_last),
+    )
+
+
+@torch.no_grad()
+def edit_friendly_regenerate(
+    model: Denoiser,
+    inversion: Inversion,
+    process: Process,
+    *,
+    cond: Any = None,
+    guidance: float | None = None,
+    null_cond: Any = None,
+    skip: int = 0,
+    zs: Sequence[Tensor] | None = None,
+    x_T: Tensor | None = None,
+    z_hook: ZHook | None = None,
+) -> EditResult:
+    r"""Run the reverse process with the inversion's maps: :math:`x_{prev} = \hat\mu +
+    \sigma\Sigma^{1/2}z_i` from :math:`x_{t_{skip}}`; same ``cond``/``guidance`` reproduce ``x0``.
+
+    Args:
+        model: the model the inversion was made with (or an edited/conditioned variant).
+        inversion: from :func:`edit_friendly_invert` or :func:`~.io.load_inversion`.
+        process: must match the inversion's process (``ValueError`` otherwise).
+        cond: the target condition (default: the inversion's).
+        guidance: the target guidance scale (default: the inversion's); ``!= 1`` needs
+            ``null_cond``, which also serves to recompute the start state when needed.
+        skip: number of noisiest steps skipped, ``0 <= skip < N``; the run starts from the
+            inverted state at ``grid.t[skip]``.
+        zs: replacement maps (``N`` tensors of ``x_T``'s shape, e.g. shifted or flipped).
+        x_T: replacement start state (``skip = 0`` only), e.g. shifted with the maps.
+        z_hook: ``z_hook(i, transition, z) -> z`` replaces the map of step ``i`` (grid index)
+            using that step's :class:`~nidiff.samplers.Transition` (``x0_hat``, ``mean``,
+            ``std``); used by :func:`~.manipulate.color_edit`.
+
+    Returns:
+        :class:`~nidiff.editing.result.EditResult` with ``x0`` ``(B, *dims)`` and ``nfe``.
+    """
+    check_process(inversion.process_info, process)
+    n = inversion.steps
+    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        raise ValueError(f"skip={skip!r} must be a non-negative integer (a count of steps)")
+    if skip >= n:
+        raise ValueError(f"skip={skip} must be < steps={n}")
+    if isinstance(zs, Tensor):
+        raise ValueError("zs must be a list of N maps; for a stacked tensor pass list(zs)")
+    if x_T is not None and skip != 0:
+        raise ValueError(f"x_T can only be replaced when skip=0 (got skip={skip})")
+    edited = replace(
+        inversion,
+        zs=list(inversion.zs if zs is None else zs),
+        x_T=inversion.x_T if x_T is None else x_T,
+    )  # re-validates the shapes of the replacements
+    cond = inversion.cond if cond is None else cond
+    guidance = inversion.guidance if guidance is None else guidance
+    _check_cond(cond, inversion.x_T.shape[0])
+    net, rule = guided_model(model, guidance, null_cond), process.rule(inversion.eta)
+    nfe = n - skip
+    if skip == 0:
+        x = edited.x_T
+    elif inversion.xs is not None:
+        x = inversion.xs[skip]
+    else:  # replay the source chain: the inverted state, bit for bit
+        src = guided_model(model, inversion.guidance, null_cond)
+        x = _replay(src, rule, process.schedule, inversion.x_T, inversion, inversion.cond, 0, skip)
+        nfe += skip
+    x = _replay(net, rule, process.schedule, x, edited, cond, skip, n, z_hook)
+    info = {"method": "edit_friendly", "steps": n, "skip": skip, "eta": inversion.eta}
+    return EditResult(x0=x, nfe=nfe, info=info | {"guidance": float(guidance)})
+
+
+def _replay(
+    net: Denoiser,
+    rule: Any,
+    schedule: Schedule,
+    x: Tensor,
+    inv: Inversion,
+    cond: Any,
+    start: int,
+    stop: int,
+    z_hook: ZHook | None = None,
+) -> Tensor:
+    """Steps ``start .. stop-1`` of ``inv.grid`` with ``inv.zs`` from ``x``, the state at
+    ``inv.grid.t[start]``."""
+    for i in range(start, stop):
+        tr = _transition(net, rule, schedule, x, inv.grid.t[i], inv.grid.t_prev[i], cond)
+        z = inv.zs[i].to(device=x.device, dtype=x.dtype)
+        x = tr.sample(z if z_hook is None else z_hook(i, tr, z))
+    return x
+
+
+def _transition(
+    net: Denoiser, rule: Any, schedule: Schedule, x: Tensor, t: Tensor, t_prev: Tensor, cond: Any
+) -> Transition:
+    """One model call and step; a deterministic step gets :math:`\\sigma^2 = 1-\\bar\\alpha_t/
+    \\bar\\alpha_{t_{prev}}` (module docstring). Model time as in :func:`nidiff.samplers.sample`."""
+    tr = rule.transition(x, net(x, model_time(t, x), cond), t, t_prev)
+    if tr.is_deterministic:
+        var = -torch.expm1(schedule.log_alpha_bar(t) - schedule.log_alpha_bar(t_prev))
+        tr = replace(tr, std=var.sqrt().to(dtype=x.dtype, device=x.device))
+    return tr
+
+
+def _check_cond(cond: Any, B: int) -> None:
+    for c in cond.values() if isinstance(cond, dict) else [cond]:
+        if isinstance(c, Tensor) and c.ndim > 0 and c.shape[0] != B:
+            raise ValueError(f"cond has batch {c.shape[0]} but x0 has batch {B}")
+
+
+def _forward_noise(
+    generator: torch.Generator | None, noise: Sequence[Tensor] | None, n: int, x0: Tensor
+) -> Iterator[Tensor]:
+    r"""The ``n`` independent white :math:`\tilde\varepsilon` (EF eq. 6), checked up front."""
+    if (generator is None) == (noise is None):
+        raise ValueError("pass exactly one of generator= and noise= (the forward white noise)")
+    if noise is None:
+        return (white_noise(x0.shape, generator=generator, dtype=x0.dtype) for _ in range(n))
+    if isinstance(noise, Tensor) or len(noise) != n:
+        raise ValueError(f"noise must be a list of {n} tensors (one per grid time)")
+    for i, e in enumerate(noise):
+        if not isinstance(e, Tensor) or e.shape != x0.shape:
+            raise ValueError(f"noise[{i}] must have x0's shape {tuple(x0.shape)}")
+    return iter(list(noise))
