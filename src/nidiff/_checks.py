@@ -6,13 +6,20 @@ offending parameter. Nothing in this module mutates a tensor it is given.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from .process import Process
 
 __all__ = [
     "as_time",
     "broadcast_shape",
     "check_finite",
+    "check_fixed_noise",
+    "check_image",
     "check_in_range",
     "expand_like",
 ]
@@ -108,4 +115,23 @@ def check_in_range(
         shown = lo if bad_low else hi
         raise ValueError(
             f"{name}={shown:g} is outside the allowed range {bracket}{low:g}, {high:g}]"
+        )
+
+
+def check_image(x: Tensor, name: str = "x0", *, spatial: bool = False) -> Tensor:
+    """Raise ``ValueError`` unless ``x`` is a finite floating tensor of shape ``(B, *dims)``
+    (with ``spatial``: ``(B, C, *spatial)``, at least 3 dims); return ``x`` unchanged."""
+    layout = "(B, C, *spatial)" if spatial else "(B, *dims)"
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < (3 if spatial else 2):
+        raise ValueError(f"{name} must be a floating-point tensor of shape {layout}")
+    return check_finite(x, name)
+
+
+def check_fixed_noise(process: Process, method: str) -> None:
+    """Raise ``ValueError`` for an edge-preserving ``process``: ``method`` needs a deterministic
+    reverse step (DDIM with η = 0), which only fixed-covariance processes have."""
+    if process.is_edge:
+        raise ValueError(
+            f"{method} needs a fixed-covariance process (isotropic, diagonal, GFF): the "
+            "edge-preserving reverse step (EP eq. 12-14) is stochastic and has no DDIM inverse"
         )

@@ -9,6 +9,7 @@ import torch
 
 from nidiff.editing import WeightMap, gaussian_blur, lam_from_map, weighting_map
 from nidiff.models import GaussianDenoiser
+from nidiff.noise import GFFNoise
 from nidiff.process import Process
 from nidiff.schedule import DiscreteSchedule
 
@@ -29,9 +30,11 @@ def _cov(scale: float = 0.2, length: float = 1.0) -> torch.Tensor:
 class TwoClass:
     """A conditional analytic model: label 0 → N(mu0, C), label 1 → N(mu1, C), label 2 → mean."""
 
-    def __init__(self, mu0: torch.Tensor, mu1: torch.Tensor, scale1: float = 0.2):
+    def __init__(self, mu0: torch.Tensor, mu1: torch.Tensor, scale1: float = 0.2, noise=None):
         mus, scales = (mu0, mu1, 0.5 * (mu0 + mu1)), (0.2, scale1, 0.2)
-        self.dens = [GaussianDenoiser(m, _cov(s), SCHED) for m, s in zip(mus, scales, strict=True)]
+        self.dens = [
+            GaussianDenoiser(m, _cov(s), SCHED, noise) for m, s in zip(mus, scales, strict=True)
+        ]
         self.calls = 0
 
     def __call__(self, x_t, t, cond=None):
@@ -52,12 +55,12 @@ def _image(B: int = 2, seed: int = 0) -> torch.Tensor:
     return 0.3 * torch.randn(B, 1, H, W, generator=torch.Generator().manual_seed(seed))
 
 
-def _run(model, x0, seed=0, **kw):
+def _run(model, x0, seed=0, proc=PROC, **kw):
     B = x0.shape[0]
     return weighting_map(
         model,
         x0,
-        PROC,
+        proc,
         source_cond=torch.zeros(B, dtype=torch.long),
         target_cond=torch.ones(B, dtype=torch.long),
         generator=torch.Generator().manual_seed(seed),
@@ -77,6 +80,25 @@ def test_map_recovers_the_region_where_conditions_differ():
         assert iou > 0.8, f"image {b}: IoU {float(iou):.2f}"
     # λ is high inside and low outside
     assert float(wm.lam[:, 0][:, truth].mean()) > 0.7 > 0.2 > float(wm.lam[:, 0][:, ~truth].mean())
+
+
+def test_gff_map_compares_coloured_noise_and_recovers_the_region():
+    proc = Process(SCHED, GFFNoise())
+    model, x0 = TwoClass(*_means(), noise=GFFNoise()), _image()
+    wm = _run(model, x0, n=6, proc=proc)
+    truth = torch.zeros(H, W, dtype=torch.bool)
+    truth[SQUARE] = True
+    for b in range(x0.shape[0]):
+        found = wm.A[b, 0] > 0.5
+        iou = (found & truth).sum() / (found | truth).sum()
+        assert iou > 0.8, f"image {b}: IoU {float(iou):.2f}"
+    # D is the mean |Σ^{1/2}(ε̂_R − ε̂_Q)| over draws, not the white difference
+    one = _run(model, x0[:1], n=1, proc=proc, seed=5)
+    z = torch.randn(x0[:1].shape, generator=torch.Generator().manual_seed(5))
+    x_t, t = proc.q_sample(x0[:1], 500.0, z), torch.tensor(500.0)
+    white = model(x_t, t, torch.zeros(1)) - model(x_t, t, torch.ones(1))
+    torch.testing.assert_close(one.diff, proc.noise.color(white).abs(), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(one.diff, white.abs(), rtol=0.1, atol=0)
 
 
 def test_shapes_ranges_and_lam_sigmoid():

@@ -11,7 +11,8 @@ min-max normalise per image and binarise:
     M = \mathbb 1\bigl[\operatorname{minmax}(\min(D, c\,\bar D)) \ge \text{threshold}\bigr].
 
 This is NGDM's weighting map without smoothing, so :func:`diffedit_mask` is built on
-:func:`~nidiff.editing.weighting.weighting_map` (``sigma=0``).
+:func:`~nidiff.editing.weighting.weighting_map` (``sigma=0``), which compares the predictions as
+coloured noise :math:`\Sigma^{1/2}\hat\varepsilon` (identical to DiffEdit's for isotropic models).
 
 **Edit** (steps 2–3). DDIM-invert the source with the source condition up to the start time
 :math:`t_k` (the first grid time :math:`\le r\,t_{max}` for the encoding ratio :math:`r`;
@@ -32,9 +33,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_in_range
-from ..inversion.ddim import check_fixed_noise, check_image, ddim_invert, guided_model
-from ..models.contract import Denoiser
+from .._checks import check_fixed_noise, check_image, check_in_range
+from ..inversion.ddim import ddim_invert
+from ..models.contract import Denoiser, with_guidance
 from ..process import Process
 from ..samplers import StepInfo, sample
 from ..schedule import TimeGrid
@@ -134,7 +135,7 @@ def diffedit(
     check_fixed_noise(process, "diffedit")
     check_image(x0)
     k = start_index(grid, strength, process.schedule.t_max)
-    net = guided_model(model, guidance, null_cond)
+    net = with_guidance(model, guidance, null_cond)
     nfe, given = 0, mask is not None
     if not given:
         mask, nfe = _mask(

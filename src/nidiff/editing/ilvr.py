@@ -24,9 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_in_range
-from ..inversion.ddim import check_image, guided_model
-from ..models.contract import Denoiser
+from .._checks import check_image, check_in_range
+from ..models.contract import Denoiser, with_guidance
 from ..noise.base import white_noise
 from ..process import Process
 from ..samplers import StepInfo, sample
@@ -93,7 +92,7 @@ def ilvr(
     check_in_range(t_stop, "t_stop", 0.0, process.schedule.t_max)
     if generator is None:
         raise ValueError("ilvr needs generator= (prior noise and the per-step source noise)")
-    net = guided_model(model, guidance, null_cond)
+    net = with_guidance(model, guidance, null_cond)
     rule = process.rule(eta, clip_x0)
 
     def refine(step: StepInfo) -> Tensor | None:

@@ -35,16 +35,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_finite
-from ..inversion.ddim import check_image, guided_model
-from ..models.contract import Denoiser
+from .._checks import check_finite, check_image
+from ..models.contract import Denoiser, with_guidance
 from ..noise.base import white_noise
 from ..process import Process
 from ..samplers.loop import StepInfo, sample
 from ..schedule.grid import TimeGrid
 from .result import EditResult
 
-__all__ = ["check_lam", "ngdm", "rounded_start"]
+__all__ = ["check_lam", "ngdm", "rounded_start", "source_noise"]
 
 
 def check_lam(lam: Tensor, x0: Tensor) -> Tensor:
@@ -75,6 +74,25 @@ def rounded_start(T_k: Tensor, grid: TimeGrid) -> Tensor:
     times = grid.times.to(device=T_k.device, dtype=torch.float64)
     count = (times >= T_k.to(torch.float64)[..., None]).sum(-1)
     return times[(count - 1).clamp_min(0)]
+
+
+def source_noise(
+    x0: Tensor, z: Tensor | None, generator: torch.Generator | None, method: str
+) -> Tensor:
+    """The white noise that noises the source ``x0`` (NGDM's clean path, SDEdit's start state):
+    ``z`` checked (``x0``'s shape, finite) and moved to ``x0``'s device and dtype, or, if
+    ``None``, the first draw of ``generator``.
+
+    Raises:
+        ValueError: for a missing ``z`` without ``generator``, or a ``z`` that does not fit.
+    """
+    if z is None:
+        if generator is None:
+            raise ValueError(f"{method} needs the white noise z= or a generator= to draw it from")
+        z = white_noise(x0.shape, generator=generator, dtype=x0.dtype)
+    elif not isinstance(z, Tensor) or z.shape != x0.shape:
+        raise ValueError(f"z must be a white-noise tensor of x0's shape {tuple(x0.shape)}")
+    return check_finite(z.to(device=x0.device, dtype=x0.dtype), "z")
 
 
 def ngdm(
@@ -127,15 +145,9 @@ def ngdm(
     if not isinstance(preserve, bool):
         raise ValueError(f"preserve={preserve!r} must be a bool")
     rule = process.rule(eta, clip_x0)
-    model = guided_model(model, guidance, null_cond)
+    model = with_guidance(model, guidance, null_cond)
     T_k = process.schedule.rectified_time(grid.t[0].to(x0.device), lam64)
-    if z is None:
-        if generator is None:
-            raise ValueError("pass the clean-path noise z or a generator to draw it from")
-        z = white_noise(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-    elif not isinstance(z, Tensor) or z.shape != x0.shape:
-        raise ValueError(f"z must be a white-noise tensor of x0's shape {tuple(x0.shape)}")
-    z = check_finite(z, "z")
+    z = source_noise(x0, z, generator, "ngdm")
 
     def replace(info: StepInfo) -> Tensor | None:
         M = info.t_prev.to(T_k.device) >= T_k  # not yet started at t_prev: follow the path

@@ -23,13 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_in_range
-from ..inversion.ddim import check_image, guided_model
-from ..models.contract import Denoiser
-from ..noise.base import white_noise
+from .._checks import check_image, check_in_range
+from ..models.contract import Denoiser, with_guidance
 from ..process import Process
 from ..samplers import sample
 from ..schedule import TimeGrid
+from .ngdm import source_noise
 from .result import EditResult
 
 __all__ = ["sdedit", "start_index"]
@@ -91,16 +90,11 @@ def sdedit(
     """
     check_image(x0)
     k = start_index(grid, strength, process.schedule.t_max)
-    net = guided_model(model, guidance, null_cond)
+    net = with_guidance(model, guidance, null_cond)
     rule = process.rule(eta, clip_x0)
-    if z is None:
-        if generator is None:
-            raise ValueError("sdedit needs generator= (or the white noise z=) for the start state")
-        z = white_noise(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-    elif not isinstance(z, Tensor) or z.shape != x0.shape:
-        raise ValueError(f"z must be a tensor of x0's shape {tuple(x0.shape)}")
+    z = source_noise(x0, z, generator, "sdedit")
     t_start = grid.t[k]
-    x_t = process.q_sample(x0, t_start, z.to(device=x0.device, dtype=x0.dtype))
+    x_t = process.q_sample(x0, t_start, z)
     res = sample(net, x_t, grid[k:], rule, cond=cond, noise=generator)
     info = {
         "method": "sdedit",

@@ -6,13 +6,23 @@ For a source image :math:`I`, a source condition :math:`R` and a target conditio
     x^{(j)} &= \sqrt{\bar\alpha_s}\,I + \sqrt{1-\bar\alpha_s}\,\Sigma^{1/2}z^{(j)}, \qquad
         s = \text{strength}\cdot t_{max},\ j = 1..n, \\
     D &= \frac1n\sum_j \operatorname{mean}_c
-        \bigl|\hat\varepsilon(x^{(j)}, s, R) - \hat\varepsilon(x^{(j)}, s, Q)\bigr|, \\
+        \bigl|\Sigma^{1/2}\bigl(\hat\varepsilon(x^{(j)}, s, R)
+        - \hat\varepsilon(x^{(j)}, s, Q)\bigr)\bigr|, \\
     A(I) &= \operatorname{minmax}\bigl(\min(G_\sigma * D,\ c\cdot\operatorname{mean}(G_\sigma * D))
         \bigr) \in [0, 1], \qquad
     \lambda = \frac{1}{1 + e^{-(aA - b)}} .
 
 Paper values: ``strength = 0.5``, ``n = 10``, ``a = 10``, ``b = 5``; the smoothing width and the
 optional clamp ``c`` (DiffEdit uses 3) are not given in the paper and are exposed here.
+
+**Coloured, not white, predictions.** :math:`D` compares the noise as it appears in the image,
+:math:`\Sigma^{1/2}\hat\varepsilon` (``process.noise.color``), because that is what the two
+conditions change in pixel space. NGDM and DiffEdit use isotropic models, where :math:`\Sigma = I`
+and both readings coincide. A GFF network predicts the *white* :math:`\hat\varepsilon`, the
+coloured noise passed through the high-pass :math:`\Sigma^{-1/2}`: comparing white predictions
+lights up the borders of the edited region rather than its inside.
+Edge-preserving models already output the coloured :math:`\sigma_t\odot\hat\varepsilon`
+(EP eq. 15), which is used as is.
 """
 
 from __future__ import annotations
@@ -25,9 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_finite, check_in_range
-from ..inversion.ddim import guided_model
-from ..models.contract import Denoiser, concat_cond
+from .._checks import check_finite, check_image, check_in_range
+from ..models.contract import Denoiser, concat_cond, with_guidance
 from ..noise.base import white_noise
 from ..process import Process
 from ..schedule import DiscreteSchedule
@@ -41,8 +50,9 @@ class WeightMap:
 
     Attributes:
         A: the normalised map :math:`A(I)` ``(B, 1, *spatial)`` in ``[0, 1]``.
-        diff: the raw map :math:`D` (mean :math:`|\\Delta\\hat\\varepsilon|` over channels and
-            draws, before smoothing, clamping and normalisation) ``(B, 1, *spatial)``.
+        diff: the raw map :math:`D` (mean :math:`|\\Sigma^{1/2}\\Delta\\hat\\varepsilon|` over
+            channels and draws, before smoothing, clamping and normalisation)
+            ``(B, 1, *spatial)``.
         lam: :math:`\\lambda = \\mathrm{sigmoid}(aA - b)` ``(B, 1, *spatial)``, for :func:`ngdm`.
         t: the (paper) time the source was noised to.
         nfe: model calls spent (a guided call counts once).
@@ -92,7 +102,8 @@ def weighting_map(
     Args:
         model: ``out = model(x_t, t, cond)``.
         x0: source images ``(B, C, *spatial)``; never modified.
-        process: the model's process (its ``q_sample`` noises the source).
+        process: the model's process (its ``q_sample`` noises the source, its noise colours the
+            predictions before they are compared).
         source_cond, target_cond: the conditions :math:`R` and :math:`Q`, batched like ``x0``
             (a 0-d tensor or a batch of 1 is repeated over the batch).
         strength: noise level as a fraction of ``t_max``, in ``(0, 1]`` (paper 0.5). On a
@@ -113,7 +124,7 @@ def weighting_map(
     Returns:
         :class:`WeightMap`; a constant map normalises to zeros.
     """
-    x0 = _check_image(x0)
+    x0 = check_image(x0, spatial=True)
     check_in_range(strength, "strength", 0.0, 1.0, low_open=True)
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"n={n!r} must be an integer >= 1")
@@ -122,7 +133,7 @@ def weighting_map(
         check_in_range(clamp, "clamp", 0.0, math.inf, low_open=True)
     if batch is not None and (isinstance(batch, bool) or int(batch) != batch or batch < 1):
         raise ValueError(f"batch={batch!r} must be None or an integer >= 1")
-    model = guided_model(model, guidance, null_cond)
+    model = with_guidance(model, guidance, null_cond)
     t = _noise_time(process, strength)
     B, n = x0.shape[0], int(n)
     zs = [white_noise(x0.shape, generator=generator, dtype=x0.dtype) for _ in range(n)]
@@ -134,7 +145,7 @@ def weighting_map(
     outs = []
     for s in range(0, x_in.shape[0], size):
         outs.append(model(x_in[s : s + size], t_in, _take(c_in, slice(s, s + size))))
-    out = torch.cat(outs).reshape(2, n, *x0.shape)
+    out = _pixel_noise(process, torch.cat(outs)).reshape(2, n, *x0.shape)
     diff = (out[0] - out[1]).abs().mean(dim=(0, 2)).unsqueeze(1)  # (B, 1, *spatial)
     smooth = gaussian_blur(diff, sigma)
     if clamp is not None:
@@ -169,10 +180,11 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 
 
 # ------------------------------------------------------------------ helpers
-def _check_image(x0: Tensor) -> Tensor:
-    if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.ndim < 3:
-        raise ValueError("x0 must be a floating-point tensor (B, C, *spatial)")
-    return check_finite(x0, "x0")
+def _pixel_noise(process: Process, out: Tensor) -> Tensor:
+    r"""The predicted noise as it enters the image: :math:`\Sigma^{1/2}\hat\varepsilon` for
+    white-output models, the output itself (:math:`\sigma_t\odot\hat\varepsilon`) for
+    edge-preserving ones."""
+    return out if process.is_edge else process.noise.color(out)
 
 
 def _noise_time(process: Process, strength: float) -> float:

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .._checks import check_finite, check_in_range
-from ..models.contract import ClassifierFreeGuidance, Denoiser
+from .._checks import check_fixed_noise, check_image
+from ..models.contract import Denoiser, model_time, with_guidance
 from ..process import Process
 from ..samplers import coefficients_like, sample
 from ..schedule import TimeGrid
@@ -40,39 +40,7 @@ from ..schedule import TimeGrid
 if TYPE_CHECKING:  # imported at call time: nidiff.editing imports this module
     from ..editing.result import EditResult
 
-__all__ = ["DDIMInversion", "check_image", "ddim_edit", "ddim_invert", "guided_model"]
-
-
-def guided_model(model: Denoiser, guidance: float, null_cond: Any) -> Denoiser:
-    """``model`` itself for ``guidance == 1``, else ``ClassifierFreeGuidance(model, guidance,
-    null_cond)``; raises ``ValueError`` for a negative guidance or a missing ``null_cond``."""
-    check_in_range(guidance, "guidance", 0.0, float("inf"))
-    if guidance == 1.0:
-        return model
-    if null_cond is None:
-        raise ValueError(f"guidance={guidance:g} != 1 needs null_cond (the unconditional cond)")
-    return ClassifierFreeGuidance(model, guidance, null_cond)
-
-
-def check_image(x0: Tensor, name: str = "x0") -> None:
-    """Raise ``ValueError`` unless ``x0`` is a finite floating ``(B, *dims)`` tensor."""
-    if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.ndim < 2:
-        raise ValueError(f"{name} must be a floating-point tensor of shape (B, *dims)")
-    check_finite(x0, name)
-
-
-def check_fixed_noise(process: Process, method: str) -> None:
-    """Raise ``ValueError`` for edge-preserving processes (no deterministic DDIM step)."""
-    if process.is_edge:
-        raise ValueError(
-            f"{method} needs a fixed-covariance process (isotropic, diagonal, GFF): the "
-            "edge-preserving reverse step (EP eq. 12-14) is stochastic and has no DDIM inverse"
-        )
-
-
-def model_time(t: Tensor, x: Tensor) -> Tensor:
-    """A grid time as the driver passes it to models: 0-d, on ``x``'s device, at least float32."""
-    return t.to(device=x.device, dtype=torch.promote_types(x.dtype, torch.float32))
+__all__ = ["DDIMInversion", "ddim_edit", "ddim_invert"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,7 +90,7 @@ def ddim_invert(
     """
     check_fixed_noise(process, "ddim_invert")
     check_image(x0)
-    net = guided_model(model, guidance, null_cond)
+    net = with_guidance(model, guidance, null_cond)
     x, states = x0, [x0]
     for t, t_prev in zip(grid.t.flip(0), grid.t_prev.flip(0), strict=True):
         eps_sigma = process.noise.color(net(x, model_time(t, x), cond))
@@ -164,7 +132,7 @@ def ddim_edit(
     if isinstance(skip, bool) or int(skip) != skip or not 0 <= skip < n:
         raise ValueError(f"skip={skip} must be an integer in [0, {n - 1}] (the grid has {n} steps)")
     skip = int(skip)
-    net = guided_model(model, guidance, null_cond)
+    net = with_guidance(model, guidance, null_cond)
     x_start = inversion.trajectory[skip]
     res = sample(net, x_start, inversion.grid[skip:], process.rule(0.0), cond=cond)
     info = {

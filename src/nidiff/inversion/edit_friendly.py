@@ -42,20 +42,27 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_in_range
+from .._checks import check_image, check_in_range
 from ..editing.result import EditResult
-from ..models.contract import Denoiser
+from ..models.contract import Denoiser, model_time, with_guidance
 from ..noise.base import white_noise
 from ..process import Process
 from ..samplers.transition import Transition
 from ..schedule import Schedule, TimeGrid
-from .ddim import check_image, guided_model, model_time
 from .io import Inversion, check_process, describe_process
 
-__all__ = ["Inversion", "edit_friendly_invert", "edit_friendly_regenerate"]
+__all__ = [
+    "Inversion",
+    "edit_friendly_invert",
+    "edit_friendly_regenerate",
+    "edit_friendly_step",
+    "record_maps",
+]
 
 #: ``z_hook(i, transition, z) -> z``: replaces step ``i``'s map during regeneration (EF eq. 7).
 ZHook = Callable[[int, Transition, Tensor], Tensor]
+#: ``land(i, x, t, t_prev) -> x_prev``: the state step ``i`` of an inversion must reach.
+Land = Callable[[int, Tensor, Tensor, Tensor], Tensor]
 
 
 @torch.no_grad()
@@ -92,20 +99,67 @@ def edit_friendly_invert(
     Returns:
         An :class:`Inversion` with ``N`` white maps; runs ``N`` model calls under ``no_grad``.
     """
+    eps: Iterator[Tensor] = iter(())
+
+    def start() -> Tensor:  # checks the noise arguments after record_maps' own checks
+        nonlocal eps
+        eps = _forward_noise(generator, noise, len(grid), x0)
+        return next(eps).to(x0.device)
+
+    def land(i: int, x: Tensor, t: Tensor, t_prev: Tensor) -> Tensor:
+        return process.q_sample(x0, t_prev, next(eps).to(x0.device))  # independent (EF eq. 6)
+
+    return record_maps(
+        model, x0, process, grid, start=start, land=land, cond=cond, guidance=guidance,
+        null_cond=null_cond, eta=eta, zero_last=zero_last,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def record_maps(
+    model: Denoiser,
+    x0: Tensor,
+    process: Process,
+    grid: TimeGrid,
+    *,
+    start: Callable[[], Tensor],
+    land: Land,
+    cond: Any = None,
+    guidance: float = 1.0,
+    null_cond: Any = None,
+    eta: float = 1.0,
+    zero_last: bool = False,
+) -> Inversion:
+    r"""The recording loop of EF Alg. 1, for any way of choosing the states the chain must visit.
+
+    From :math:`x_{t_0} = ` ``process.q_sample(x0, grid.t[0], start())``, each step ``i`` takes
+    the model's step :math:`\mathcal N(\hat\mu_i, \sigma_i^2\Sigma)` (:func:`edit_friendly_step`),
+    the state it must reach, ``land(i, x, t, t_prev)`` (``x0`` itself for the last step), the
+    map :math:`z_i` that reaches it (``Transition.noise_of``), and moves to
+    :math:`\hat\mu_i + \sigma_i\Sigma^{1/2}z_i`. :func:`edit_friendly_invert` lands on
+    independent forward draws, :func:`~.cycle.cycle_invert` on the forward posterior chain.
+
+    Args:
+        model, x0, process, grid, cond, guidance, null_cond, eta, zero_last: as for
+            :func:`edit_friendly_invert`.
+        start: returns the white noise of :math:`x_{t_0}` (called once, before any ``land``).
+        land: ``land(i, x, t, t_prev) -> x_prev``, the target state of step ``i`` from the
+            current state ``x`` at ``t`` (called for ``i = 0 .. N-2`` in order).
+
+    Returns:
+        The :class:`Inversion`, with the visited states as ``xs``; ``N`` model calls.
+    """
     check_image(x0)
-    B = int(x0.shape[0])
     check_in_range(eta, "eta", 0.0, 1.0, low_open=True)
     if float(grid.t_prev[-1]) != 0.0:
         raise ValueError(f"the grid must end at t = 0 (x0), not {float(grid.t_prev[-1]):g}")
-    _check_cond(cond, B)
-    net, rule, n = guided_model(model, guidance, null_cond), process.rule(eta), len(grid)
-    eps = _forward_noise(generator, noise, n, x0)
-    x = process.q_sample(x0, grid.t[0], next(eps).to(x0.device))
+    _check_cond(cond, int(x0.shape[0]))
+    net, rule, n = with_guidance(model, guidance, null_cond), process.rule(eta), len(grid)
+    x = process.q_sample(x0, grid.t[0], start())
     xs, zs = [], []
     for i, (t, t_prev) in enumerate(grid):
-        tr = _transition(net, rule, process.schedule, x, t, t_prev, cond)
-        drawn = x0 if i == n - 1 else process.q_sample(x0, t_prev, next(eps).to(x0.device))
-        z = tr.noise_of(drawn)
+        tr = edit_friendly_step(net, rule, process.schedule, x, t, t_prev, cond)
+        z = tr.noise_of(x0 if i == n - 1 else land(i, x, t, t_prev))
         z = torch.zeros_like(z) if zero_last and i == n - 1 else z
         xs.append(x)
         zs.append(z)
@@ -177,14 +231,14 @@ def edit_friendly_regenerate(
     cond = inversion.cond if cond is None else cond
     guidance = inversion.guidance if guidance is None else guidance
     _check_cond(cond, inversion.x_T.shape[0])
-    net, rule = guided_model(model, guidance, null_cond), process.rule(inversion.eta)
+    net, rule = with_guidance(model, guidance, null_cond), process.rule(inversion.eta)
     nfe = n - skip
     if skip == 0:
         x = edited.x_T
     elif inversion.xs is not None:
         x = inversion.xs[skip]
     else:  # replay the source chain: the inverted state, bit for bit
-        src = guided_model(model, inversion.guidance, null_cond)
+        src = with_guidance(model, inversion.guidance, null_cond)
         x = _replay(src, rule, process.schedule, inversion.x_T, inversion, inversion.cond, 0, skip)
         nfe += skip
     x = _replay(net, rule, process.schedule, x, edited, cond, skip, n, z_hook)
@@ -206,17 +260,27 @@ def _replay(
     """Steps ``start .. stop-1`` of ``inv.grid`` with ``inv.zs`` from ``x``, the state at
     ``inv.grid.t[start]``."""
     for i in range(start, stop):
-        tr = _transition(net, rule, schedule, x, inv.grid.t[i], inv.grid.t_prev[i], cond)
+        tr = edit_friendly_step(net, rule, schedule, x, inv.grid.t[i], inv.grid.t_prev[i], cond)
         z = inv.zs[i].to(device=x.device, dtype=x.dtype)
         x = tr.sample(z if z_hook is None else z_hook(i, tr, z))
     return x
 
 
-def _transition(
+def edit_friendly_step(
     net: Denoiser, rule: Any, schedule: Schedule, x: Tensor, t: Tensor, t_prev: Tensor, cond: Any
 ) -> Transition:
-    """One model call and step; a deterministic step gets :math:`\\sigma^2 = 1-\\bar\\alpha_t/
-    \\bar\\alpha_{t_{prev}}` (module docstring). Model time as in :func:`nidiff.samplers.sample`."""
+    r"""One model call and the step :math:`\mathcal N(\hat\mu, \sigma^2\Sigma)` from ``x`` at
+    ``t`` to ``t_prev`` that edit-friendly inversion and regeneration share.
+
+    It is ``rule``'s transition for ``net(x, t, cond)`` (the model sees ``t`` as in
+    :func:`nidiff.samplers.sample`), except that a deterministic step (the last one, to
+    :math:`\bar\alpha = 1`) gets :math:`\sigma^2 = 1-\bar\alpha_t/\bar\alpha_{t_{prev}}` so that it
+    has a map to carry (module docstring).
+
+    Args:
+        net: the (guided) model. rule: ``process.rule(eta)``. schedule: ``process.schedule``.
+        x: the state ``(B, *dims)`` at ``t``. t, t_prev: one grid step. cond: the condition.
+    """
     tr = rule.transition(x, net(x, model_time(t, x), cond), t, t_prev)
     if tr.is_deterministic:
         var = -torch.expm1(schedule.log_alpha_bar(t) - schedule.log_alpha_bar(t_prev))

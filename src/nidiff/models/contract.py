@@ -23,7 +23,14 @@ from torch import Tensor
 
 from .._checks import check_finite, check_in_range, expand_like
 
-__all__ = ["ClassifierFreeGuidance", "Denoiser", "concat_cond", "time_per_sample"]
+__all__ = [
+    "ClassifierFreeGuidance",
+    "Denoiser",
+    "concat_cond",
+    "model_time",
+    "time_per_sample",
+    "with_guidance",
+]
 
 
 @runtime_checkable
@@ -52,6 +59,12 @@ def time_per_sample(t: Tensor, x_t: Tensor) -> Tensor:
             "this model takes one time per sample, but t varies within a sample (per-pixel time)"
         )
     return flat[:, 0]
+
+
+def model_time(t: Tensor, x: Tensor) -> Tensor:
+    """A grid time as :func:`nidiff.samplers.sample` passes it to models: on ``x``'s device, in
+    ``x``'s dtype promoted to at least float32 (integer times stay exact for half precision)."""
+    return t.to(device=x.device, dtype=torch.promote_types(x.dtype, torch.float32))
 
 
 def concat_cond(a: Any, b: Any) -> Any:
@@ -106,6 +119,22 @@ class ClassifierFreeGuidance:
         out = self.model(torch.cat([x_t, x_t]), t2, concat_cond(cond, null))
         eps_c, eps_u = out[:B], out[B:]
         return eps_u + self.scale * (eps_c - eps_u)
+
+
+def with_guidance(model: Denoiser, guidance: float, null_cond: Any) -> Denoiser:
+    """``model`` guided with weight ``guidance``: ``model`` itself for ``guidance == 1`` (no extra
+    network work), else :class:`ClassifierFreeGuidance` ``(model, guidance, null_cond)``.
+
+    Raises:
+        ValueError: for a negative or non-finite ``guidance``, or ``guidance != 1`` without
+            ``null_cond``.
+    """
+    check_in_range(guidance, "guidance", 0.0, float("inf"))
+    if guidance == 1.0:
+        return model
+    if null_cond is None:
+        raise ValueError(f"guidance={guidance:g} != 1 needs null_cond (the unconditional cond)")
+    return ClassifierFreeGuidance(model, guidance, null_cond)
 
 
 def _repeat(c: Any, B: int) -> Any:
