@@ -38,7 +38,7 @@ COLUMNS = ("source", "lambda map", "NGDM", "edit-friendly", "NGDM + EF", "SDEdit
 
 def run(
     out: Path,
-    steps: int = 50,
+    steps: int = 30,
     seed: int = 0,
     guidance: float = 3.0,
     skip_frac: float = 0.3,
@@ -128,7 +128,7 @@ def run(
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
-    p.add_argument("--steps", type=int, default=50, help="sampling steps (leading grid)")
+    p.add_argument("--steps", type=int, default=30, help="sampling steps (leading grid)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     a = p.parse_args(argv)

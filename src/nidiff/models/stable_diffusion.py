@@ -41,7 +41,6 @@ import torch
 from torch import Tensor, nn
 
 from ..noise import IsotropicNoise
-from ..process import Process
 from ..schedule import DiscreteSchedule
 from .contract import ClassifierFreeGuidance
 from .diffusers_unet import ConditionalUNetDenoiser
@@ -97,6 +96,9 @@ class StableDiffusion:
         self.scheduler = scheduler
         schedule = DiscreteSchedule.from_diffusers(scheduler)
         prediction = getattr(scheduler.config, "prediction_type", "epsilon") or "epsilon"
+        # Imported here: nidiff.process imports the samplers, which import nidiff.models.
+        from ..process import Process
+
         self.process = Process(schedule, IsotropicNoise())
         self.denoiser = ConditionalUNetDenoiser(self.unet, prediction, schedule)
         cfg = self.vae.config

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .._io import atomic_path, write_json
@@ -70,12 +70,30 @@ class LoadedModel:
 def save_model(
     directory: str | Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any]
 ) -> None:
-    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each atomically)."""
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each atomically).
+
+    Everything is validated before anything is written (the config must hold a valid
+    ``"process"`` and be JSON-serialisable, every state-dict value must be a tensor), so a bad
+    argument leaves ``directory`` untouched. The weights' metadata repeats ``config["step"]``;
+    :func:`load_model` refuses a directory whose two files disagree on it.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, "version": VERSION, **config}
+    if "process" not in config or not isinstance(config.get("model"), dict):
+        raise ValueError("a model config needs a 'process' spec and a 'model' (UNet config) dict")
     ProcessSpec.from_dict(config["process"])  # validate before writing anything
+    try:
+        json.dumps(config, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model config is not JSON-serialisable: {e}") from None
+    bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(
+            f"state_dict values must be tensors; {bad[0]!r} is a "
+            f"{type(state_dict[bad[0]]).__name__}"
+        )
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / "model.safetensors") as tmp:
         save_file(
             tensors, str(tmp), metadata={"format": FORMAT, "step": str(config.get("step", 0))}
@@ -97,12 +115,20 @@ def read_config(directory: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is corrupt or truncated: {e}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError(f"{path} is not a nidiff model config (format != {FORMAT!r})")
-    if int(config.get("version", 0)) > VERSION:
-        raise ValueError(f"{path} has version {config['version']}; this nidiff reads <= {VERSION}")
+    version = config.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path} has a non-integer version {version!r}")
+    if version > VERSION:
+        raise ValueError(f"{path} has version {version}; this nidiff reads <= {VERSION}")
     for key in ("model", "process"):
         if key not in config:
             raise ValueError(f"{path} lacks the {key!r} entry")
-    ProcessSpec.from_dict(config["process"])
+    if not isinstance(config["model"], dict):
+        raise ValueError(f"{path}: 'model' must be a UNet config dict")
+    try:
+        ProcessSpec.from_dict(config["process"])
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     return config
 
 
@@ -136,10 +162,23 @@ def load_model(
         raise ValueError(f"{directory} lacks model.safetensors")
     try:
         state = load_file(str(weights))
+        with safe_open(str(weights), "pt") as f:
+            metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{weights} is corrupt or truncated: {e}") from None
-    network = unet_from_config(config["model"])
-    missing, unexpected = network.load_state_dict(state, strict=False)
+    if "step" in metadata and "step" in config and metadata["step"] != str(config["step"]):
+        raise ValueError(
+            f"{directory} mixes files of two saves: model.safetensors is from step "
+            f"{metadata['step']}, config.json from step {config['step']}"
+        )
+    try:
+        network = unet_from_config(config["model"])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ValueError(f"{directory}: 'model' in config.json is not a UNet config: {e}") from None
+    try:
+        missing, unexpected = network.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"{weights} does not match its config: {e}") from None
     if missing or unexpected:
         raise ValueError(
             f"{weights} does not match its config: {len(missing)} missing and "

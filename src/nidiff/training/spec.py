@@ -51,6 +51,11 @@ class ProcessSpec:
     noise: dict[str, Any] = field(default_factory=lambda: {"kind": "isotropic"})
 
     def __post_init__(self) -> None:
+        if not isinstance(self.schedule, dict) or not isinstance(self.noise, dict):
+            raise ValueError(
+                "a process spec's 'schedule' and 'noise' must be dictionaries, got "
+                f"{type(self.schedule).__name__} and {type(self.noise).__name__}"
+            )
         kind = self.schedule.get("kind")
         if kind not in (*_SCHEDULES, "betas"):
             raise ValueError(f"unknown schedule kind {kind!r}; use one of {[*_SCHEDULES, 'betas']}")
@@ -58,6 +63,12 @@ class ProcessSpec:
             raise ValueError(
                 f"unknown noise kind {self.noise.get('kind')!r}; use one of {NOISE_KINDS}"
             )
+        # Build once so that a bad argument fails here, with the spec in the message, rather than
+        # as a TypeError deep inside a checkpoint load or a training run.
+        try:
+            self.build_noise(self.build_schedule())
+        except (TypeError, KeyError) as e:
+            raise ValueError(f"invalid process spec {self.to_dict()}: {e}") from None
 
     @property
     def kind(self) -> str:
@@ -71,11 +82,15 @@ class ProcessSpec:
     def from_dict(cls, d: dict[str, Any]) -> ProcessSpec:
         if not isinstance(d, dict) or "schedule" not in d or "noise" not in d:
             raise ValueError("a process spec needs 'schedule' and 'noise' entries")
+        if not isinstance(d["schedule"], dict) or not isinstance(d["noise"], dict):
+            raise ValueError("a process spec's 'schedule' and 'noise' must be dictionaries")
         return cls(schedule=dict(d["schedule"]), noise=dict(d["noise"]))
 
     def build_schedule(self) -> DiscreteSchedule:
         args = {k: v for k, v in self.schedule.items() if k != "kind"}
         if self.schedule["kind"] == "betas":
+            if set(args) != {"betas"}:
+                raise ValueError(f"schedule kind 'betas' takes only a 'betas' list, got {args}")
             return DiscreteSchedule(args["betas"])
         return _SCHEDULES[self.schedule["kind"]](**args)
 
@@ -85,6 +100,8 @@ class ProcessSpec:
         """The noise: a :class:`NoiseModel`, or an :class:`EdgePreservingNoise` for ``edge``."""
         args = {k: v for k, v in self.noise.items() if k != "kind"}
         if self.kind == "isotropic":
+            if args:
+                raise ValueError(f"isotropic noise takes no arguments, got {args}")
             return IsotropicNoise()
         if self.kind == "gff":
             return GFFNoise(**args)

@@ -11,6 +11,7 @@ restores the model, EMA, optimiser, learning-rate schedule, step and RNG state.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import shutil
 import time
@@ -23,7 +24,7 @@ from torch import Tensor
 
 from .._io import atomic_dir, write_json
 from ..imageio import save_grid
-from .checkpoint import save_model
+from .checkpoint import read_config, save_model
 from .spec import ProcessSpec
 
 __all__ = ["TrainConfig", "TrainResult", "latest_checkpoint", "train"]
@@ -60,6 +61,14 @@ class TrainConfig:
             raise ValueError(f"ema_decay={self.ema_decay} must be in [0, 1)")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision={self.mixed_precision!r}: use no, fp16 or bf16")
+        for name in ("log_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ("warmup", "sample_every", "grad_clip", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr} must be > 0")
 
     def lr_factor(self, step: int) -> float:
         if step < self.warmup:
@@ -122,28 +131,48 @@ def train(
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by {world} processes")
     b = cfg.batch_size // world
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, C, H, W), got {tuple(images.shape)}")
+    if world > 1 and spec.kind == "edge" and not spec.noise.get("per_image", True):
+        raise ValueError(
+            "edge noise with per_image=False normalises edges by the batch maximum, which differs "
+            "between a process's shard and the global batch; train it in one process or use "
+            "per_image=True"
+        )
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty (N, C, H, W), got {tuple(images.shape)}")
     num_classes = int(model_config.get("num_class_embeds") or 1) - 1 if labels is not None else 0
-    if labels is not None and (num_classes < 1 or int(labels.max()) >= num_classes):
-        raise ValueError("a class-conditional model needs num_class_embeds = num_classes + 1")
+    if labels is not None:
+        if labels.shape != (len(images),) or labels.is_floating_point():
+            raise ValueError(
+                f"labels must be integers of shape ({len(images)},), got {labels.dtype} "
+                f"{tuple(labels.shape)}"
+            )
+        if int(labels.min()) < 0:
+            raise ValueError("labels must be >= 0")
+        if num_classes < 1 or int(labels.max()) >= num_classes:
+            raise ValueError("a class-conditional model needs num_class_embeds = num_classes + 1")
 
     schedule = spec.build_schedule()
     loss_fn = spec.loss(schedule)
-    net = unet_from_config(model_config)
+    # The initial weights come from cfg.seed too, not from (and without touching) the global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        net = unet_from_config(model_config)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, cfg.lr_factor)
     gen = torch.Generator().manual_seed(cfg.seed)
     step = 0
+    losses, window = [], []
     if resume and (ckpt := latest_checkpoint(out_dir)) is not None:
-        state = torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=False)
+        _check_resumable(ckpt, model_config, spec)
+        state = torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=True)
         net.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         lr_sched.load_state_dict(state["lr_schedule"])
         gen.set_state(state["generator"])
         step = int(state["step"])
+        losses, window = list(state.get("losses", [])), list(state.get("window", []))
     net, opt = acc.prepare(net, opt)
     ema.to(acc.device)
     denoiser = UNetDenoiser(net)
@@ -157,7 +186,6 @@ def train(
     shard = slice(rank * b, (rank + 1) * b)
     # Keep the dataset on the accelerator: one gather per step instead of a host→device copy.
     images = images.to(acc.device) if acc.device.type == "cuda" else images
-    losses, window = [], []
     start = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and acc.is_main_process))
     while step < cfg.steps:
@@ -208,6 +236,7 @@ def train(
                     gen,
                     config,
                     cfg.keep_checkpoints,
+                    {"losses": losses, "window": window},
                 )
     bar.close()
     acc.wait_for_everyone()
@@ -232,7 +261,19 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float, step: 
         be.copy_(bn)
 
 
-def _checkpoint(out_dir, step, net, ema, opt, lr_sched, gen, config, keep) -> None:
+def _check_resumable(ckpt: Path, model_config: dict[str, Any], spec: ProcessSpec) -> None:
+    """Refuse to resume a checkpoint written for another network or noise process."""
+    saved = read_config(ckpt)
+    plain = json.loads(json.dumps({"model": model_config, "process": spec.to_dict()}))
+    for key, what in (("process", "noise process"), ("model", "network config")):
+        if saved[key] != plain[key]:
+            raise ValueError(
+                f"cannot resume {ckpt}: it was trained with another {what} ({saved[key]}); "
+                f"this run asks for {plain[key]}"
+            )
+
+
+def _checkpoint(out_dir, step, net, ema, opt, lr_sched, gen, config, keep, log) -> None:
     final = out_dir / "checkpoints" / f"step-{step:07d}"
     if final.exists():
         return
@@ -245,6 +286,8 @@ def _checkpoint(out_dir, step, net, ema, opt, lr_sched, gen, config, keep) -> No
                 "lr_schedule": lr_sched.state_dict(),
                 "generator": gen.get_state(),
                 "step": step,
+                "losses": list(log["losses"]),
+                "window": list(log["window"]),
             },
             tmp / "train_state.pt",
         )

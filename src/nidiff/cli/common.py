@@ -1,0 +1,238 @@
+"""What every ``nidiff`` command shares: the error boundary, model and image loading, output
+checks, conditions and the JSON provenance record written next to each output.
+
+Exit codes: ``0`` success, ``2`` bad usage or input (one ``Error: ...`` line on stderr, no
+traceback), ``1`` internal errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+from .._io import write_json
+from ..bundled import MODELS, model_dir
+
+__all__ = [
+    "InputError",
+    "LoadedCli",
+    "check_outputs",
+    "class_conditions",
+    "input_errors",
+    "load_cli_model",
+    "load_input",
+    "model_option",
+    "record_path",
+    "seed_option",
+    "write_record",
+]
+
+
+class InputError(click.ClickException):
+    """Bad input or usage found after parsing: ``Error: <message>`` on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+def input_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's ``ValueError``/``FileNotFoundError``/``FileExistsError`` into exit 2.
+
+    The library raises these for bad arguments and unreadable files, with a message that says
+    what to fix; anything else is an internal error (exit 1, traceback kept).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, FileNotFoundError, FileExistsError) as err:
+            raise InputError(" ".join(str(err).split())) from err
+
+    return wrapper
+
+
+def model_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--model",
+        "model",
+        type=str,
+        default="default",
+        show_default=True,
+        help=f"bundled model ({', '.join(MODELS)}; 'default' = {MODELS[0]}) or a model directory",
+    )(fn)
+
+
+def seed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--seed",
+        type=int,
+        default=0,
+        show_default=True,
+        help="seed of the one torch.Generator every random draw comes from",
+    )(fn)
+
+
+def overwrite_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--overwrite",
+        is_flag=True,
+        default=False,
+        show_default=True,
+        help="replace existing output files (inputs are never overwritten)",
+    )(fn)
+
+
+class LoadedCli:
+    """A loaded model plus what the CLI needs from it (name, image size, channels, null cond)."""
+
+    def __init__(self, name: str):
+        from ..training.checkpoint import load_model
+
+        directory = model_dir(name) if name == "default" or name in MODELS else Path(name)
+        self.name, self.directory = name, directory
+        self.m = load_model(directory)
+        cfg = self.m.config
+        self.size = int(cfg.get("data", {}).get("size", 28))
+        self.channels = int(cfg["model"].get("in_channels", 1))
+        self.null = self.m.denoiser.null_cond() if self.m.null_class is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dir": str(self.directory.resolve()),
+            "step": self.m.config.get("step"),
+            "process": self.m.spec.kind,
+        }
+
+
+def load_cli_model(name: str) -> LoadedCli:
+    """Load ``default``, a bundled name or a model directory (errors → exit 2)."""
+    return input_errors(LoadedCli)(name)
+
+
+def load_input(path: Path, model: LoadedCli, resize: bool) -> torch.Tensor:
+    """Read an image as ``(1, C, size, size)`` in [−1, 1] at the model's size and channels.
+
+    An image of another size is refused unless ``resize`` (centre crop + bicubic resize).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from ..data.folder import load_image
+
+    if not path.is_file():
+        raise InputError(f"image file {path} does not exist")
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise InputError(f"{path} is not a readable image file ({err})") from err
+    s = model.size
+    if (w, h) != (s, s) and not resize:
+        raise InputError(
+            f"wrong size: {path} is {w}×{h} but the model expects {s}×{s}; "
+            "pass --resize to resize it"
+        )
+    return input_errors(load_image)(path, s, model.channels)[None]
+
+
+def class_conditions(model: LoadedCli, *names: str | None) -> list[torch.Tensor | None]:
+    """The model conditions of the class or prompt names (``None`` stays ``None``).
+
+    This is the seam for text-conditional models: today only class-conditional models are
+    supported; names are matched like :func:`nidiff.data.fashion_mnist.class_index` (case,
+    spaces and punctuation ignored, synonyms for Fashion-MNIST) or given as class ids.
+    """
+    from ..data.fashion_mnist import CLASS_NAMES, class_index
+
+    classes = model.m.class_names
+    if not model.m.num_classes:
+        if any(n is not None for n in names):
+            raise InputError(
+                f"text prompts need a text-conditional model; {model.name} is unconditional"
+            )
+        return [None for _ in names]
+
+    def norm(s: str) -> str:
+        return "".join(ch for ch in s.lower() if ch.isalnum())
+
+    def one(name: str) -> int:
+        if name.strip().isdigit() and int(name) < model.m.num_classes:
+            return int(name)
+        if tuple(classes) == CLASS_NAMES:
+            try:
+                return class_index(name)
+            except ValueError as err:
+                raise InputError(str(err)) from err
+        table = {norm(c): i for i, c in enumerate(classes)}
+        if norm(name) in table:
+            return table[norm(name)]
+        valid = ", ".join(repr(c) for c in classes)
+        raise InputError(f"unknown class {name!r} for {model.name}; valid names: {valid}")
+
+    return [None if n is None else torch.tensor([one(n)]) for n in names]
+
+
+def check_outputs(
+    outputs: Iterable[Path | None], inputs: Iterable[Path | None], overwrite: bool
+) -> None:
+    """Refuse outputs that are inputs, repeat each other, or exist (unless ``overwrite``)."""
+    outs = [p for p in outputs if p is not None]
+    ins = {p.resolve() for p in inputs if p is not None}
+    seen: set[Path] = set()
+    for p in outs:
+        r = p.resolve()
+        if r in ins:
+            raise InputError(f"output {p} is an input file; inputs are never overwritten")
+        if r in seen:
+            raise InputError(f"{p} is named for two outputs")
+        seen.add(r)
+        if p.is_dir():
+            raise InputError(f"output {p} is a directory")
+        if p.exists() and not overwrite:
+            raise InputError(f"{p} exists; pass --overwrite to replace it")
+
+
+def record_path(out: Path) -> Path:
+    """The provenance record of an output: ``OUT.json`` (e.g. ``edit.png.json``)."""
+    return out.with_name(out.name + ".json")
+
+
+def _version() -> str:
+    try:
+        return version("nidiff")
+    except PackageNotFoundError:  # pragma: no cover (running from a source tree)
+        return "unknown"
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, tuple | list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, torch.Tensor):
+        return v.tolist()
+    return v
+
+
+def write_record(out: Path, command: str, started: float, **fields: Any) -> None:
+    """Write ``OUT.json``: the command, every parameter given to it, versions, timing and
+    ``fields`` (method info, nfe, model ...)."""
+    params = click.get_current_context().params
+    record = {
+        "command": command,
+        "params": _plain(dict(params)),
+        "nidiff": _version(),
+        "torch": torch.__version__,
+        **_plain(fields),
+        "seconds": time.perf_counter() - started,
+    }
+    write_json(record_path(out), record)

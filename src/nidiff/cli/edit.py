@@ -1,0 +1,353 @@
+"""``nidiff edit``: edit one image from a source to a target class with one editing method."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+from .batch import is_batch, read_rows, shard_of_env
+from .common import (
+    InputError,
+    check_outputs,
+    class_conditions,
+    input_errors,
+    load_cli_model,
+    load_input,
+    model_option,
+    overwrite_option,
+    record_path,
+    seed_option,
+    write_record,
+)
+
+METHODS = ("ngdm", "ef", "ngdm-ef", "sdedit", "ilvr", "ddim", "cycle", "diffedit")
+SKIP_FRAC = 0.3  # default skip of the inversion methods, as a fraction of the steps
+STRENGTH = {"sdedit": 0.6, "diffedit": 0.5}
+
+
+@click.command("edit")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default="ngdm",
+    show_default=True,
+    help="ngdm: per-pixel start times (NGDM Alg. 1); ef: edit-friendly inversion; ngdm-ef: "
+    "both; sdedit; ilvr; ddim: DDIM inversion; cycle: CycleDiffusion; diffedit",
+)
+@click.option("--source", "-s", type=str, default=None, help="class the image shows (CSV: per row)")
+@click.option("--target", "-t", type=str, default=None, help="class to edit into (CSV: per row)")
+@model_option
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="steps of the leading time grid",
+)
+@seed_option
+@click.option(
+    "--guidance",
+    type=click.FloatRange(min=0),
+    default=3.0,
+    show_default=True,
+    help="classifier-free guidance scale of the target",
+)
+@click.option(
+    "--source-guidance",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="guidance scale of the inversion (ef, ngdm-ef, ddim, cycle)",
+)
+@click.option(
+    "--eta",
+    type=click.FloatRange(0, 1),
+    default=1.0,
+    show_default=True,
+    help="η of the stochastic steps (ngdm, ef, ngdm-ef, sdedit, ilvr, cycle; ef/cycle need η > 0)",
+)
+@click.option(
+    "--skip",
+    type=click.IntRange(min=0),
+    default=None,
+    show_default=f"round({SKIP_FRAC} × steps)",
+    help="noisiest steps skipped when regenerating (ef, ddim, cycle)",
+)
+@click.option(
+    "--strength",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    show_default="0.6 for sdedit, 0.5 for diffedit",
+    help="start level, fraction of t_max (sdedit; diffedit's encoding ratio)",
+)
+@click.option(
+    "--factor",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="ILVR downsampling factor (must divide the image size)",
+)
+@click.option(
+    "--map-n",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="noise draws of the NGDM weighting map / DiffEdit mask",
+)
+@click.option(
+    "--map-strength",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="noise level of the weighting map / mask, fraction of t_max",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="DiffEdit mask binarisation level",
+)
+@click.option(
+    "--preserve",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="ngdm, ngdm-ef: keep the source where λ starts below the last step",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    show_default="IMAGE-METHOD.png here; batch: the folder edits",
+    help="edited image (PNG; batch: a folder); the record goes to OUT.json",
+)
+@click.option(
+    "--save-map",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="write the λ map (ngdm, ngdm-ef) or mask (diffedit) as grey PNG",
+)
+@click.option(
+    "--resize",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="resize an image of another size (centre crop + bicubic)",
+)
+@overwrite_option
+@input_errors
+def edit(
+    image: Path,
+    method: str,
+    source: str | None,
+    target: str | None,
+    model: str,
+    steps: int,
+    seed: int,
+    guidance: float,
+    source_guidance: float,
+    eta: float,
+    skip: int | None,
+    strength: float | None,
+    factor: int,
+    map_n: int,
+    map_strength: float,
+    threshold: float,
+    preserve: bool,
+    out: Path | None,
+    save_map: Path | None,
+    resize: bool,
+    overwrite: bool,
+) -> None:
+    """Edit IMAGE from class SOURCE into class TARGET; writes OUT and OUT.json.
+
+    Batch mode: IMAGE may be a folder of images (every one edited from SOURCE to TARGET) or a
+    CSV file of `image,source,target` rows (paths relative to the CSV; a header row is
+    allowed); OUT is then a folder (default `edits`) receiving IMAGE-METHOD-TARGET.png and its
+    record per row. Rows whose record exists are skipped (re-runs resume); under torchrun
+    (RANK, WORLD_SIZE) each process takes rows[rank::world]. Row i uses seed SEED + i.
+    """
+    started = time.perf_counter()
+    if save_map is not None and method not in ("ngdm", "ngdm-ef", "diffedit"):
+        raise InputError(
+            f"--save-map needs a method with a map (ngdm, ngdm-ef, diffedit), not {method}"
+        )
+    skip = round(SKIP_FRAC * steps) if skip is None else skip
+    if method in ("ef", "ddim", "cycle") and skip >= steps:
+        raise InputError(f"--skip={skip} must be < --steps={steps}")
+    strength = STRENGTH.get(method, 0.5) if strength is None else strength
+    opts = {
+        "steps": steps, "guidance": guidance, "source_guidance": source_guidance, "eta": eta,
+        "skip": skip, "strength": strength, "factor": factor, "map_n": map_n,
+        "map_strength": map_strength, "threshold": threshold, "preserve": preserve,
+    }  # fmt: skip
+    if is_batch(image):
+        if save_map is not None:
+            raise InputError("--save-map is for one image; batch mode has no map outputs")
+        folder = Path("edits") if out is None else out
+        rows = read_rows(image, source, target, folder, method)
+        _run_batch(rows, folder, method, model, seed, resize, overwrite, opts, started)
+        return
+    if source is None or target is None:
+        raise InputError("--source and --target are required for a single image")
+    out = out if out is not None else Path(f"{image.stem}-{method}.png")
+    check_outputs([out, record_path(out), save_map], [image], overwrite)
+    m = load_cli_model(model)
+    x0 = load_input(image, m, resize)
+    src, tgt = class_conditions(m, source, target)
+    nfe = _edit_one(m, x0, src, tgt, out, save_map, method, seed, opts, started, {})
+    click.echo(f"wrote {out} ({method}, {nfe} model calls)")
+
+
+def _edit_one(m, x0, src, tgt, out, save_map, method, seed, opts, started, row) -> int:
+    """Edit one image, write it (and its map) and its record; returns the model calls."""
+    from ..imageio import save_image
+
+    res, extra_nfe = run_method(m, x0, method, src, tgt, seed=seed, **opts)
+    save_image(res.x0[0].clamp(-1, 1), out)
+    if save_map is not None:
+        save_image(res.lam[0][:1].to(res.x0.dtype) * 2 - 1, save_map)
+    write_record(
+        out, "edit", started, seed=seed, method=method, info=res.info,
+        nfe=res.nfe + extra_nfe, resolved={"skip": opts["skip"], "strength": opts["strength"]},
+        model=m.describe(), row=row,
+        outputs={"image": str(out), "map": None if save_map is None else str(save_map)},
+    )  # fmt: skip
+    return res.nfe + extra_nfe
+
+
+def _run_batch(rows, folder, method, model, seed, resize, overwrite, opts, started) -> None:
+    """Edit this process's shard of ``rows``; inputs and classes are all checked first."""
+    rank, world = shard_of_env()
+    # a row is done once its record (written last) exists
+    mine = [r for r in rows[rank::world] if overwrite or not record_path(r.out).exists()]
+    done = len(rows[rank::world]) - len(mine)
+    check_outputs([r.out for r in mine], [r.image for r in rows], overwrite=True)
+    m = load_cli_model(model)
+    work = []
+    for r in mine:  # validate every row before writing anything
+        x0 = load_input(r.image, m, resize)
+        work.append((r, x0, *class_conditions(m, r.source, r.target)))
+    label = f"edit {method} (rank {rank}/{world}, {done} done before)"
+    with click.progressbar(work, label=label, file=sys.stderr) as bar:
+        for r, x0, src, tgt in bar:
+            row = {"index": r.index, "image": str(r.image), "source": r.source, "target": r.target}
+            _edit_one(m, x0, src, tgt, r.out, None, method, seed + r.index, opts,
+                      time.perf_counter(), row)  # fmt: skip
+    click.echo(f"wrote {len(work)} edits to {folder} ({done} already there)")
+
+
+def run_method(
+    m,
+    x0: torch.Tensor,
+    method: str,
+    src: Any,
+    tgt: Any,
+    *,
+    seed: int,
+    steps: int,
+    guidance: float,
+    source_guidance: float,
+    eta: float,
+    skip: int,
+    strength: float,
+    factor: int,
+    map_n: int,
+    map_strength: float,
+    threshold: float,
+    preserve: bool,
+) -> tuple[Any, int]:
+    """Run one editing method; returns its ``EditResult`` and the model calls spent outside it
+    (weighting map, inversion)."""
+    from .. import editing, inversion
+    from ..schedule import leading_grid
+
+    lm, null = m.m, m.null
+    model, process = lm.denoiser, lm.process
+    grid = leading_grid(lm.schedule, steps)
+    g = torch.Generator().manual_seed(seed)
+    guide = {"guidance": guidance, "null_cond": null}
+    src_guide = {"guidance": source_guidance, "null_cond": null}
+    if method in ("ngdm", "ngdm-ef"):
+        wm = editing.weighting_map(
+            model,
+            x0,
+            process,
+            source_cond=src,
+            target_cond=tgt,
+            strength=map_strength,
+            n=map_n,
+            generator=g,
+        )
+        if method == "ngdm":
+            res = editing.ngdm(
+                model,
+                x0,
+                process,
+                grid,
+                wm.lam,
+                cond=tgt,
+                eta=eta,
+                generator=g,
+                preserve=preserve,
+                **guide,
+            )
+            return res, wm.nfe
+        inv = inversion.edit_friendly_invert(
+            model, x0, process, grid, cond=src, eta=eta, generator=g, **src_guide
+        )
+        res = editing.ngdm_edit_friendly(
+            model, inv, process, wm.lam, cond=tgt, preserve=preserve, **guide
+        )
+        return res, wm.nfe + steps
+    if method == "ef":
+        inv = inversion.edit_friendly_invert(
+            model, x0, process, grid, cond=src, eta=eta, generator=g, **src_guide
+        )
+        return inversion.edit_friendly_regenerate(
+            model, inv, process, cond=tgt, skip=skip, **guide
+        ), steps
+    if method == "cycle":
+        inv = inversion.cycle_invert(
+            model, x0, process, grid, cond=src, eta=eta, generator=g, **src_guide
+        )
+        return inversion.cycle_edit(model, inv, process, cond=tgt, skip=skip, **guide), steps
+    if method == "ddim":
+        dinv = inversion.ddim_invert(model, x0, process, grid, cond=src, **src_guide)
+        res = inversion.ddim_edit(model, dinv, process, cond=tgt, skip=skip, **guide)
+        return res, dinv.nfe
+    if method == "sdedit":
+        res = editing.sdedit(
+            model, x0, process, grid, strength=strength, cond=tgt, eta=eta, generator=g, **guide
+        )
+        return res, 0
+    if method == "ilvr":
+        res = editing.ilvr(
+            model, x0, process, grid, factor=factor, cond=tgt, eta=eta, generator=g, **guide
+        )
+        return res, 0
+    if method == "diffedit":
+        res = editing.diffedit(
+            model,
+            x0,
+            process,
+            grid,
+            source_cond=src,
+            target_cond=tgt,
+            strength=strength,
+            mask_strength=map_strength,
+            mask_n=map_n,
+            mask_threshold=threshold,
+            generator=g,
+            **guide,
+        )
+        return res, 0
+    raise AssertionError(f"unhandled method {method}")  # pragma: no cover (click.Choice)
