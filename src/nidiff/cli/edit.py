@@ -239,7 +239,14 @@ def _run_batch(rows, folder, method, model, seed, resize, overwrite, opts, start
     label = f"edit {method} (rank {rank}/{world}, {done} done before)"
     with click.progressbar(work, label=label, file=sys.stderr) as bar:
         for r, x0, src, tgt in bar:
-            row = {"index": r.index, "image": str(r.image), "source": r.source, "target": r.target}
+            row = {
+                "index": r.index,
+                "image": str(r.image),
+                "source": r.source,
+                "target": r.target,
+                "rank": rank,
+                "world_size": world,
+            }
             _edit_one(m, x0, src, tgt, r.out, None, method, seed + r.index, opts,
                       time.perf_counter(), row)  # fmt: skip
     click.echo(f"wrote {len(work)} edits to {folder} ({done} already there)")
