@@ -1,7 +1,8 @@
 """The ``nidiff`` command line: a thin layer over the library (one module per command).
 
 Commands: ``edit`` (any editing method on one image), ``invert`` and ``regenerate``
-(edit-friendly inversion and its manipulations), ``sample`` (a grid of samples). Every command
+(edit-friendly inversion and its manipulations), ``sample`` (a grid of samples), ``train``
+(isotropic, GFF or edge-preserving models) and ``bench`` (measured benchmarks). Every command
 writes a JSON provenance record ``OUT.json`` next to its output. Exit codes: 0 success, 2 bad
 usage or input, 1 internal error.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from . import edit, invert, regenerate, sample
+from . import bench, edit, invert, regenerate, sample, train
 
 __all__ = ["cli", "main"]
 
@@ -22,9 +23,15 @@ def cli() -> None:
     inversion) on the bundled Fashion-MNIST models or your own."""
 
 
-for _command in (edit.edit, invert.invert, regenerate.regenerate, sample.sample):
+for _command in (
+    edit.edit,
+    invert.invert,
+    regenerate.regenerate,
+    sample.sample,
+    train.train,
+    bench.bench,
+):
     cli.add_command(_command)
-# `nidiff train` and `nidiff bench` register here when their issues land (cli.add_command).
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,101 @@
+"""``nidiff bench``: run one of nidiff's benchmarks (:mod:`nidiff.bench`) and print its table."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import InputError, check_outputs, input_errors, overwrite_option
+
+__all__ = ["BENCHMARKS", "bench"]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark module of :mod:`nidiff.bench`: its ``run`` and its table formatter."""
+
+    module: str
+    table: str  # name of the function turning a run() result into markdown
+    about: str
+    quick: str  # what --quick changes
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "training": Benchmark(
+        "nidiff.bench.training",
+        "markdown",
+        "cost of a GFF / edge-preserving training and sampling step vs isotropic",
+        "batch 8, 9 rounds instead of batch 64, 50 rounds",
+    ),
+    "overhead": Benchmark(
+        "nidiff.bench.overhead",
+        "format_tables",
+        "framework overhead of every editing and inversion method over its network calls",
+        "20 steps, 5 repetitions instead of 100 and 20",
+    ),
+}
+
+_HELP = "\n\n".join(
+    [
+        "Run benchmark NAME and print its markdown table (optionally its result as JSON).",
+        "\b\n" + "\n".join(f"{n:10s} {b.about}" for n, b in BENCHMARKS.items()),
+    ]
+)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise InputError(f"--device {name!r} is not a torch device ({err})") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
+@click.command("bench", help=_HELP)
+@click.argument("name", type=click.Choice(list(BENCHMARKS)))
+@click.option(
+    "--quick",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="small preset; " + "; ".join(f"{n}: {b.quick}" for n, b in BENCHMARKS.items()),
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="also write the result to this JSON file (atomically)",
+)
+@click.option(
+    "--device",
+    type=str,
+    default="auto",
+    show_default="auto: cuda if available, else cpu",
+    help="torch device, e.g. cpu, cuda or cuda:1",
+)
+@overwrite_option
+@input_errors
+def bench(name: str, quick: bool, json_path: Path | None, device: str, overwrite: bool) -> None:
+    from .._io import write_json
+
+    if json_path is not None:
+        check_outputs([json_path], [], overwrite)
+    spec = BENCHMARKS[name]
+    dev = _device(device)
+    module = importlib.import_module(spec.module)
+    result: dict[str, Any] = module.run(quick=quick, device=dev)
+    click.echo(getattr(module, spec.table)(result))
+    if json_path is not None:
+        write_json(json_path, result)
+        click.echo(f"wrote {json_path}")
