@@ -269,3 +269,46 @@ def test_gradients_are_finite_on_flat_regions():
     x0.requires_grad_(True)
     EdgePreservingNoise(SCHED).sigma(x0, 100).sum().backward()
     assert bool(torch.isfinite(x0.grad).all())
+
+
+# ----------------------------------------------------------------------------- shared edge map
+def test_sigma_from_edges_matches_sigma():
+    x0 = images(seed=8)
+    ep = EdgePreservingNoise(SCHED, tau=CosineTau(0.5))
+    G = ep.edge_map(x0)
+    assert G.dtype == torch.float64 and G.shape == (3, 1, 16, 16)
+    for t in [0, 7, 240, 600, torch.tensor([3.0, 90.0, 1000.0])]:
+        assert torch.equal(ep.sigma_from_edges(G, t), ep.sigma(x0, t))
+        assert torch.equal(ep.relative_std_from_edges(G, t), ep.relative_std(x0, t))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bracket_is_exactly_one_on_flat_pixels_and_at_tau_one(dtype):
+    G = SobelEdges()(images(seed=9, dtype=dtype))
+    G[:, :, :4] = 0.0
+    lam = torch.tensor(1e-3, dtype=torch.float64)
+    B = EdgePreservingNoise.bracket(G, lam, torch.tensor(0.3, dtype=torch.float64))
+    assert B.dtype == dtype and torch.equal(B[:, :, :4], torch.ones_like(B[:, :, :4]))
+    assert bool((B[G > 0] > 1).all())
+    B1 = EdgePreservingNoise.bracket(G, lam, torch.tensor(1.0, dtype=torch.float64))
+    assert torch.equal(B1, torch.ones_like(B1))
+    # per-batch time terms (tensors) give the same as scalars
+    tau = torch.tensor([0.3, 0.3, 0.3], dtype=torch.float64).reshape(3, 1, 1, 1)
+    Bb = EdgePreservingNoise.bracket(G, lam.expand(3).reshape(3, 1, 1, 1), tau)
+    assert torch.allclose(Bb, B, rtol=1e-6 if dtype == torch.float32 else 1e-14, atol=0)
+
+
+def test_float32_maps_are_computed_in_float32():
+    x0 = images(seed=10, dtype=torch.float32)
+    ep = EdgePreservingNoise(SCHED)
+    assert ep.edge_map(x0).dtype == torch.float32
+    assert ep.edge_map(x0.half()).dtype == torch.float32  # half is promoted
+    assert ep.sigma(x0.half(), 100).dtype == torch.float16
+
+
+def test_custom_edge_maps_are_value_checked():
+    x0 = images()
+    with pytest.raises(ValueError, match=">= 0"):
+        EdgePreservingNoise(SCHED, edges=lambda x: -SobelEdges()(x)).sigma(x0, 10)
+    with pytest.raises(ValueError, match="non-finite"):
+        EdgePreservingNoise(SCHED, edges=lambda x: SobelEdges()(x) / 0).sigma(x0, 10)

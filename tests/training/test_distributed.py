@@ -83,7 +83,11 @@ def test_two_processes_match_one(tmp_path):
                 continue
             worst = max(worst, float((ddp[k] - single[k]).abs().max()))
     print(f"\nlargest weight difference, 2 processes vs 1: {worst:.2e}")
-    assert worst < 1e-5
+    # 20 Adam steps of lr 1e-3 move a weight by up to ~2e-2, and training on the wrong shard moves
+    # it by ~1e-3 (Adam's step size). Reordered float32 reductions (gradient all-reduce, conv
+    # algorithms chosen per batch size) differ by ~1e-7 per gradient, which Adam's normalisation
+    # turns into ~1e-5 on near-zero gradients; 1e-4 separates the two cleanly.
+    assert worst < 1e-4
     ddp_log = json.loads((tmp_path / "ddp" / "train_log.json").read_text())
     assert ddp_log["processes"] == 2
     assert ddp_log["losses"] == pytest.approx(result.losses, rel=1e-5)

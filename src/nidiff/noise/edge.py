@@ -140,27 +140,59 @@ class SobelEdges:
                 f"{x0.dtype} of shape {tuple(x0.shape)}"
             )
         x = x0.unsqueeze(1) if x0.ndim == 3 else x0
-        dtype = torch.promote_types(x.dtype, torch.float32)
-        x = x.to(dtype)
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
         x = F.pad(x, (1, 1, 1, 1), mode="replicate" if self.padding == "replicate" else "constant")
         # Separable Sobel: a central difference along one axis, (1, 2, 1) smoothing along the
         # other. Differencing first makes a flat region exactly 0 (no rounding residue that the
-        # max-normalisation would blow up to 1).
+        # max-normalisation would blow up to 1). Written with fused ops (add with alpha, addcmul)
+        # to keep the kernel count low: on a GPU these small maps are launch-bound.
         dx = x[..., :, 2:] - x[..., :, :-2]  # (B, C, H + 2, W)
         dy = x[..., 2:, :] - x[..., :-2, :]  # (B, C, H, W + 2)
-        gx = dx[..., :-2, :] + 2 * dx[..., 1:-1, :] + dx[..., 2:, :]
-        gy = dy[..., :, :-2] + 2 * dy[..., :, 1:-1] + dy[..., :, 2:]
-        mag = (gx.square() + gy.square()).sum(dim=1, keepdim=True)  # (B, 1, H, W)
-        if not self.squared:  # sqrt guarded so that gradients stay finite where mag = 0
-            nz = mag > 0
-            mag = torch.where(nz, torch.where(nz, mag, torch.ones_like(mag)).sqrt(), 0.0)
+        gx = torch.add(dx[..., :-2, :] + dx[..., 2:, :], dx[..., 1:-1, :], alpha=2)
+        gy = torch.add(dy[..., :, :-2] + dy[..., :, 2:], dy[..., :, 1:-1], alpha=2)
+        mag = torch.addcmul(gx * gx, gy, gy)  # (B, C, H, W)
+        if mag.shape[1] != 1:
+            mag = mag.sum(dim=1, keepdim=True)  # (B, 1, H, W)
+        if not self.squared:
+            if torch.is_grad_enabled() and mag.requires_grad:
+                # sqrt guarded so that gradients stay finite where mag = 0
+                nz = mag > 0
+                mag = torch.where(nz, torch.where(nz, mag, torch.ones_like(mag)).sqrt(), 0.0)
+            else:
+                mag = mag.sqrt()
         peak = mag.amax(dim=(1, 2, 3), keepdim=True) if self.per_image else mag.amax()
-        out = (mag / torch.where(peak > 0, peak, torch.ones_like(peak))).to(x0.dtype)
+        # A flat map (peak 0) stays 0: 0 / tiny = 0. (A peak below the smallest normal number,
+        # i.e. an image flat to working precision, is not stretched to 1.)
+        out = (mag / peak.clamp_min(torch.finfo(mag.dtype).tiny)).to(x0.dtype)
         return out.squeeze(1) if x0.ndim == 3 else out
 
 
 _DEFAULT_TAU = LinearTau(0.5)
 _DEFAULT_EDGES = SobelEdges()
+
+
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype of the per-pixel EP arithmetic: ``x``'s, promoted to at least float32."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def time_coef(v: Tensor, like: Tensor) -> float | Tensor:
+    """A float64 time coefficient made ready for per-pixel arithmetic with ``like``.
+
+    A 0-d CPU value becomes a Python float (passed to the kernel as an argument: no copy, no
+    host-device synchronisation); anything else is cast to ``like``'s dtype on ``like``'s device
+    (a non-blocking copy for CPU values). Time coefficients are computed in float64 once; only
+    their final value is rounded to the working dtype.
+    """
+    if v.ndim == 0 and v.device.type == "cpu":
+        return v.item()
+    return v.to(device=like.device, dtype=like.dtype, non_blocking=True)
+
+
+def all_cpu(v: Tensor, value: float) -> bool:
+    """``v == value`` everywhere, decided only for CPU tensors (``False`` on other devices, where
+    the answer would cost a host-device synchronisation)."""
+    return v.device.type == "cpu" and bool((v == value).all())
 
 
 class EdgePreservingNoise:
@@ -175,7 +207,15 @@ class EdgePreservingNoise:
         edges: edge map :math:`G`; default :class:`SobelEdges` (per-image normalisation).
 
     Times ``t`` are a scalar, ``(B,)`` or a per-element tensor (see
-    :func:`nidiff._checks.expand_like`); all math is float64, outputs take ``x0``'s dtype.
+    :func:`nidiff._checks.expand_like`). Time-only terms (:math:`\bar\alpha_t`,
+    :math:`\lambda(t)`, :math:`\tau(t)`) are computed in float64 on the times' own device (CPU
+    times are checked without touching the GPU); the per-pixel maps are computed in ``x0``'s
+    dtype, promoted to at least float32 (:func:`compute_dtype`), and returned in ``x0``'s dtype.
+
+    The edge map of a given ``x0`` can be computed once (:meth:`edge_map`) and reused for any
+    number of times (:meth:`sigma_from_edges`, :meth:`relative_std_from_edges`), as the reverse
+    step (:class:`~nidiff.samplers.edge.EdgePosterior`) does for :math:`\sigma_t` and
+    :math:`\sigma_s`.
     """
 
     def __init__(
@@ -196,21 +236,96 @@ class EdgePreservingNoise:
         self.schedule, self.lambda_min, self.lambda_max = schedule, lo, hi
         self.tau_fn, self.edges = tau, edges
 
+    # ------------------------------------------------------------------ time-only terms
     def _u(self, t: float | Tensor, device=None) -> Tensor:
         return self.schedule.check_time(as_time(t, device=device)) / self.schedule.t_max
 
     def lam(self, t: float | Tensor) -> Tensor:
         r"""Float64 :math:`\lambda(t) = \lambda_{min} + (\lambda_{max}-\lambda_{min})t/t_{max}`."""
-        return self.lambda_min + (self.lambda_max - self.lambda_min) * self._u(t)
+        return self._lam_of_u(self._u(t))
 
     def tau(self, t: float | Tensor) -> Tensor:
         r""":math:`\tau(t/t_{max})` in float64, checked to lie in ``[0, 1]``."""
         return self._tau_of_u(self._u(t))
 
+    def _lam_of_u(self, u: Tensor) -> Tensor:
+        return self.lambda_min + (self.lambda_max - self.lambda_min) * u
+
     def _tau_of_u(self, u: Tensor) -> Tensor:
         tau = torch.as_tensor(self.tau_fn(u)).to(torch.float64)  # any callable is accepted
-        check_in_range(tau, "tau(u)", 0.0, 1.0)
+        # The built-in transition functions lie in [0, 1] by construction; only check them where
+        # it is free (CPU), so that device times cost no synchronisation. Others: always.
+        if not isinstance(self.tau_fn, _PhiTau) or tau.device.type == "cpu":
+            check_in_range(tau, "tau(u)", 0.0, 1.0)
         return tau
+
+    def checked_time(self, t: float | Tensor, like: Tensor, name: str = "t") -> Tensor:
+        """``t`` as a checked float64 tensor on its own device, viewed to broadcast against
+        ``like`` (:func:`~nidiff._checks.expand_like`). A CPU ``t`` costs no device sync."""
+        return expand_like(self.schedule.check_time(as_time(t, name=name), name), like, name)
+
+    def time_terms(self, tt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        r"""``(log ᾱ_t, λ(t), τ(t))`` in float64 for a time from :meth:`checked_time`."""
+        u = tt / self.schedule.t_max
+        # tt is already checked: the schedule's unchecked map avoids re-validating it (which
+        # would synchronise once more for device times).
+        return self.schedule._log_alpha_bar(tt), self._lam_of_u(u), self._tau_of_u(u)
+
+    # ------------------------------------------------------------------ per-pixel maps
+    def edge_map(self, x0: Tensor) -> Tensor:
+        r"""The edge map :math:`G(x_0) \ge 0`, checked, in :func:`compute_dtype` of ``x0``.
+
+        The built-in :class:`SobelEdges` lies in ``[0, 1]`` by construction and is only
+        shape-checked (no host-device synchronisation; a non-finite ``x0`` gives a non-finite map
+        and propagates). The values of any other edge callable are checked as well.
+        """
+        if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.ndim < 2:
+            raise ValueError("x0 must be a floating tensor of shape (B, *dims)")
+        G = torch.as_tensor(self.edges(x0))
+        if G.ndim != x0.ndim or broadcast_shape(G, x0, "edge map", "x0") != x0.shape:
+            raise ValueError(f"edge map {tuple(G.shape)} does not fit x0 {tuple(x0.shape)}")
+        G = G.to(compute_dtype(x0))
+        if not isinstance(self.edges, SobelEdges):
+            check_finite(G, "edge map")
+            if bool((G < 0).any()):
+                raise ValueError("edge map must be >= 0")
+        return G
+
+    @staticmethod
+    def bracket(G: Tensor, lam: Tensor, tau: Tensor, one: Tensor | None = None) -> Tensor:
+        r"""The bracket :math:`B = (1-\tau)\sqrt{1 + G/\lambda} + \tau \ge 1` of EP eq. 11.
+
+        ``G`` is an edge map (its dtype is the working dtype), ``lam`` and ``tau`` float64 time
+        terms broadcastable to it. Three kernels: :math:`y = \sqrt{1 + G/\lambda}`, then
+        :math:`B = \mathrm{lerp}(y, 1, \tau)`; ``B`` is exactly 1 where ``G = 0`` or ``τ = 1``.
+        ``one``: optionally, a 0-d 1 of ``G``'s dtype and device to reuse (saves a fill).
+        """
+        one = G.new_ones(()) if one is None else one
+        lam_c = time_coef(lam, G)
+        if isinstance(lam_c, float):
+            y = torch.add(one, G, alpha=1.0 / lam_c)
+        else:
+            y = torch.addcdiv(one, G, lam_c)
+        return torch.lerp(y.sqrt(), one, time_coef(tau, G))
+
+    def _relative_std(self, G: Tensor, tt: Tensor) -> Tensor:
+        _, lam, tau = self.time_terms(tt)
+        return torch.reciprocal(self.bracket(G, lam, tau))
+
+    def _sigma(self, G: Tensor, tt: Tensor) -> Tensor:
+        log_ab, lam, tau = self.time_terms(tt)
+        full = time_coef((-torch.expm1(log_ab)).clamp_min(0).sqrt(), G)
+        return torch.reciprocal(self.bracket(G, lam, tau)) * full
+
+    def relative_std_from_edges(self, G: Tensor, t: float | Tensor) -> Tensor:
+        r""":meth:`relative_std` from an edge map ``G`` (e.g. :meth:`edge_map`), in ``G``'s
+        dtype; ``t`` must fit ``G`` (:func:`~nidiff._checks.expand_like`)."""
+        return self._relative_std(G, self.checked_time(t, G))
+
+    def sigma_from_edges(self, G: Tensor, t: float | Tensor) -> Tensor:
+        r""":meth:`sigma` from an edge map ``G`` (e.g. :meth:`edge_map`), in ``G``'s dtype; ``t``
+        must fit ``G``. Compute ``G`` once and call this for every time needed."""
+        return self._sigma(G, self.checked_time(t, G))
 
     def relative_std(self, x0: Tensor, t: float | Tensor) -> Tensor:
         r""":math:`\sigma_t / \sqrt{1-\bar\alpha_t} = 1 / [(1-\tau)\sqrt{1+G(x_0)/\lambda} + \tau]`.
@@ -218,30 +333,19 @@ class EdgePreservingNoise:
         In ``(0, 1]`` and finite for every ``t``, ``t = 0`` included. Shape: the edge map's
         (``(B, 1, H, W)`` for ``(B, C, H, W)`` images) broadcast with the expanded ``t``.
         """
-        return self._relative_std64(x0, t)[0].to(x0.dtype)
+        tt = self._checked_for(x0, t)
+        return self._relative_std(self.edge_map(x0), tt).to(x0.dtype)
 
-    def _relative_std64(self, x0: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
-        """(relative std, expanded float64 t), both float64 on ``x0``'s device."""
+    def _checked_for(self, x0: Tensor, t: float | Tensor) -> Tensor:
         if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.ndim < 2:
             raise ValueError("x0 must be a floating tensor of shape (B, *dims)")
-        tt = expand_like(self.schedule.check_time(as_time(t, device=x0.device)), x0)
-        G = torch.as_tensor(self.edges(x0))
-        if G.ndim != x0.ndim or broadcast_shape(G, x0, "edge map", "x0") != x0.shape:
-            raise ValueError(f"edge map {tuple(G.shape)} does not fit x0 {tuple(x0.shape)}")
-        G = check_finite(G.to(torch.float64), "edge map")
-        if bool((G < 0).any()):
-            raise ValueError("edge map must be >= 0")
-        u = tt / self.schedule.t_max
-        tau = self._tau_of_u(u)
-        lam = self.lambda_min + (self.lambda_max - self.lambda_min) * u
-        bracket = (1.0 - tau) * torch.sqrt(1.0 + G / lam) + tau
-        return 1.0 / bracket, tt
+        return self.checked_time(t, x0)
 
     def sigma(self, x0: Tensor, t: float | Tensor) -> Tensor:
         r"""The per-pixel noise std :math:`\sigma_t(x_0)` of EP eq. 11 (shape as
         :meth:`relative_std`, dtype ``x0``'s)."""
-        rel, tt = self._relative_std64(x0, t)
-        return (self.schedule.coefficients(tt)[1] * rel).to(x0.dtype)
+        tt = self._checked_for(x0, t)
+        return self._sigma(self.edge_map(x0), tt).to(x0.dtype)
 
     def at(self, x0: Tensor, t: float | Tensor) -> DiagonalNoise:
         r""":math:`\Sigma^{1/2} = \mathrm{diag}(\sigma_t/\sqrt{1-\bar\alpha_t})`, so that
@@ -256,12 +360,19 @@ class EdgePreservingNoise:
             and ``target`` :math:`= \sigma_t\odot\varepsilon`, the regression target of EP eq. 15.
             Both have ``x0``'s shape and dtype.
         """
+        tt = self._checked_for(x0, t)
         if not isinstance(eps, Tensor) or eps.shape != x0.shape:
             raise ValueError(f"eps must have x0's shape {tuple(x0.shape)}")
-        rel, tt = self._relative_std64(x0, t)
-        a, s = self.schedule.coefficients(tt)
-        target = (s * rel) * eps.to(torch.float64)
-        x_t = a * x0.to(torch.float64) + target
+        G = self.edge_map(x0)
+        cd = G.dtype
+        target = self._sigma(G, tt) * eps.to(cd)
+        log_ab = self.schedule._log_alpha_bar(tt)  # tt checked above
+        a = time_coef((0.5 * log_ab).exp(), G)
+        x_t = (
+            torch.add(target, x0.to(cd), alpha=a)
+            if isinstance(a, float)
+            else a * x0.to(cd) + target
+        )
         return x_t.to(x0.dtype), target.to(x0.dtype)
 
     def __repr__(self) -> str:

@@ -16,6 +16,22 @@ the edges of :math:`\hat x_0` (not clipped, as in the authors' code).
 
 With :math:`\tau \equiv 1` every map is :math:`\sqrt{1-\bar\alpha}` and the step is exactly the
 DDPM posterior.
+
+Implementation (:meth:`EdgePosterior.transition`). With :math:`\sigma = \sqrt{1-\bar\alpha}/B`
+(:math:`B \ge 1` the bracket of EP eq. 11), the weights above reduce to one per-pixel map
+
+.. math::
+    q = \frac{\sigma^2_{t|s}}{\sigma_t^2} = 1 - K\Bigl(\frac{B_t}{B_s}\Bigr)^2, \qquad
+    K = \frac{\bar\alpha_t(1-\bar\alpha_s)}{\bar\alpha_s(1-\bar\alpha_t)}, \qquad
+    m = \frac{x_t - q\odot f_\theta}{\gamma}, \qquad
+    \sqrt v = \frac{\sqrt{1-\bar\alpha_s}\,\sqrt q}{B_s},
+
+(:math:`m = w_{x_t}x_t + w_{x_0}\hat x_0` with :math:`w_{x_t} = (1-q)/\gamma`,
+:math:`w_{x_0} = \sqrt{\bar\alpha_s}\,q`). The edge map :math:`G(\hat x_0)` is computed once for
+both brackets; the time-only terms (:math:`K`, :math:`\gamma`, :math:`\lambda`, :math:`\tau`) are
+float64 scalars computed on the CPU from the grid's times, and the per-pixel arithmetic runs in
+``x_t``'s dtype (at least float32): about 30 small kernels and no host-device synchronisation per
+step for CPU (grid) times.
 """
 
 from __future__ import annotations
@@ -25,19 +41,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import as_time, expand_like
-from ..noise.edge import EdgePreservingNoise
+from ..noise.edge import EdgePreservingNoise, all_cpu, compute_dtype, time_coef
 from ..noise.isotropic import IsotropicNoise
 from .transition import Transition
 
 __all__ = ["EdgePosterior", "edge_posterior_terms"]
 
-#: Floor for :math:`\sigma^2_{t|s}`. For a non-decreasing :math:`\tau` (every class in
-#: :mod:`nidiff.noise.edge`) and a non-decreasing :math:`\lambda`, both maps share one edge map and
-#: the bracket of EP eq. 11 is non-increasing in ``t``, so :math:`\sigma^2_{t|s} \ge
-#: (\sigma_s^2/(1-\bar\alpha_s))(1-\bar\alpha_t/\bar\alpha_s) > 0`; the floor only matters for a
-#: user-supplied non-monotone :math:`\tau` (or ``t_prev == t`` rounding), where it turns the step
-#: into the deterministic limit :math:`v \to 0`, :math:`m \to x_t/\gamma`.
+#: Floor for :math:`\sigma^2_{t|s}` in :func:`edge_posterior_terms`. For a non-decreasing
+#: :math:`\tau` (every class in :mod:`nidiff.noise.edge`) and a non-decreasing :math:`\lambda`, both
+#: maps share one edge map and the bracket of EP eq. 11 is non-increasing in ``t``, so
+#: :math:`\sigma^2_{t|s} \ge (\sigma_s^2/(1-\bar\alpha_s))(1-\bar\alpha_t/\bar\alpha_s) > 0`; the
+#: floor only matters for a user-supplied non-monotone :math:`\tau`, where it turns the step into
+#: the deterministic limit :math:`v \to 0`, :math:`m \to x_t/\gamma`.
+#: :meth:`EdgePosterior.transition` applies the same guard as
+#: :math:`q = \sigma^2_{t|s}/\sigma_t^2 \ge 0`, which gives that limit exactly.
 VAR_FLOOR = 1e-20
 
 
@@ -52,7 +69,8 @@ def edge_posterior_terms(
     :math:`w_{x_0} = \sqrt{\bar\alpha_s}\,\sigma^2_{t|s}/D`, which has no division by
     :math:`\sigma_s^2`: at ``s = 0`` (:math:`\sigma_s = 0`, :math:`\bar\alpha_s = 1`) it gives the
     exact limit :math:`v = 0`, :math:`m = x_0`. :math:`\sigma^2_{t|s}` is floored at
-    :data:`VAR_FLOOR`, so ``D > 0``.
+    :data:`VAR_FLOOR`, so ``D > 0``. The literal reference form;
+    :meth:`EdgePosterior.transition` uses the equivalent, cheaper form of the module docstring.
     """
     gamma2 = ab_t / ab_s
     var_s = sigma_s.square()
@@ -87,9 +105,16 @@ class EdgePosterior:
 
         Returns:
             ``Transition(mean=m, std=sqrt(v), noise=IsotropicNoise(), x0_hat, eps_hat=out)``;
-            ``mean`` and ``x0_hat`` have ``x_t``'s shape, ``std`` is a map broadcastable to it
-            (``(B, 1, H, W)`` for images), all in ``x_t``'s dtype. At ``t_prev = 0``:
-            ``mean = x0_hat`` and ``std = 0``.
+            ``mean`` and ``x0_hat`` have ``x_t``'s shape, ``std`` is broadcastable to it, all in
+            ``x_t``'s dtype on its device. ``std`` is a per-pixel map (``(B, 1, H, W)`` for
+            images) while the edges enter the step; in the isotropic phase
+            (:math:`\tau(t) = \tau(t_{prev}) = 1` everywhere, known from CPU times) it is the DDPM
+            std of the times' shape (``()`` for scalar times), and at ``t_prev = 0`` everywhere it
+            is a 0-d zero with ``mean = x0_hat`` (exactly; also per element where
+            ``t_prev = 0``).
+
+        Raises:
+            ValueError: on a shape mismatch, times outside ``[0, t_max]`` or ``t_prev >= t``.
         """
         if not isinstance(x_t, Tensor) or not x_t.is_floating_point():
             raise ValueError("x_t must be a floating tensor")
@@ -97,25 +122,77 @@ class EdgePosterior:
             raise ValueError(
                 f"out of shape {tuple(getattr(out, 'shape', ()))} must match x_t {tuple(x_t.shape)}"
             )
-        sched = self.noise.schedule
-        tt = expand_like(sched.check_time(as_time(t, device=x_t.device)), x_t, "t")
-        ts = expand_like(
-            sched.check_time(as_time(t_prev, device=x_t.device), "t_prev"), x_t, "t_prev"
-        )
+        # Times are checked where they live: grid times are CPU float64, so none of the checks
+        # below touches the accelerator (times given on the device cost a synchronisation).
+        # The model output is not checked for NaN/inf here (that would synchronise every step);
+        # a non-finite output propagates to mean and std.
+        noise = self.noise
+        tt = noise.checked_time(t, x_t, "t")
+        ts = noise.checked_time(t_prev, x_t, "t_prev").to(tt.device)
         if bool((ts >= tt).any()):
             raise ValueError("t_prev must be < t everywhere (the reverse step goes back in time)")
-        ab_t, ab_s = sched.alpha_bar(tt), sched.alpha_bar(ts)
-        x64 = x_t.to(torch.float64)
-        x0_hat = (x64 - out.to(torch.float64)) / ab_t.sqrt()
-        sigma_t = self.noise.sigma(x0_hat, tt)  # float64: x0_hat is float64
-        sigma_s = self.noise.sigma(x0_hat, ts)
-        w_xt, w_x0, v = edge_posterior_terms(ab_t, ab_s, sigma_t, sigma_s)
-        mean = w_xt * x64 + w_x0 * x0_hat
+        log_t, lam_t, tau_t = noise.time_terms(tt)
+        log_s, lam_s, tau_s = noise.time_terms(ts)
+
+        cd = compute_dtype(x_t)
+        x, f = x_t.to(cd), out.to(cd)
+        x0_hat = (x - f) * time_coef(torch.exp(-0.5 * log_t), x)
+        if all_cpu(ts, 0.0):  # the exact last step: mean = x0_hat, std = 0, no edge map needed
+            return self._result(x_t, out, x0_hat, x0_hat.new_zeros(()), x0_hat)
+
+        # Time-only terms in float64: γ⁻¹, K = γ²(1-ᾱ_s)/(1-ᾱ_t), sqrt(1-ᾱ_s).
+        log_g2 = log_t - log_s  # log γ² < 0
+        var_t = (-torch.expm1(log_t)).clamp_min(torch.finfo(torch.float64).tiny)  # t > 0
+        var_s = (-torch.expm1(log_s)).clamp_min(0)
+        inv_gamma = time_coef(torch.exp(-0.5 * log_g2), x)
+        std_s = time_coef(var_s.sqrt(), x)
+
+        iso_t, iso_s = all_cpu(tau_t, 1.0), all_cpu(tau_s, 1.0)  # τ = 1: B = 1, no edges
+        if iso_t and iso_s:
+            # Isotropic phase: B_t = B_s = 1, so the step is the DDPM posterior, q = 1 - K
+            # (computed without cancellation), and the edges are not needed.
+            q64 = -torch.expm1(log_g2) / var_t
+            mean = _fma(x, f, -time_coef(q64, x)) * inv_gamma
+            std = _as_tensor_on(time_coef(var_s.sqrt() * q64.sqrt(), x), x)
+            return self._result(x_t, out, mean, std, x0_hat)
+
+        G = noise.edge_map(x0_hat)  # once for both brackets
+        one = G.new_ones(())
+        b_t = None if iso_t else noise.bracket(G, lam_t, tau_t, one)
+        b_s = None if iso_s else noise.bracket(G, lam_s, tau_s, one)
+        if b_s is None:  # B_s = 1 (only for a non-monotone tau)
+            rho = b_t
+        elif b_t is None:  # B_t = 1: the step that crosses into the edge-preserving phase
+            rho = torch.reciprocal(b_s)
+        else:
+            rho = b_t / b_s
+        K = time_coef(torch.exp(log_g2) * var_s / var_t, x)
+        if isinstance(K, float):
+            q = torch.addcmul(one, rho, rho, value=-K)
+        else:
+            q = torch.addcmul(one, rho.square(), K, value=-1)
+        q = q.clamp_min(0)  # σ²_{t|s} >= 0: a non-monotone tau gives the v -> 0 limit
+        mean = torch.addcmul(x, q, f, value=-1) * inv_gamma
+        std = q.sqrt() if b_s is None else q.sqrt() / b_s
+        return self._result(x_t, out, mean, std * std_s, x0_hat)
+
+    @staticmethod
+    def _result(x_t: Tensor, out: Tensor, mean: Tensor, std: Tensor, x0_hat: Tensor) -> Transition:
         dtype = x_t.dtype
         return Transition(
             mean=mean.to(dtype),
-            std=v.sqrt().to(dtype),
+            std=std.to(dtype),
             noise=IsotropicNoise(),
             x0_hat=x0_hat.to(dtype),
             eps_hat=out,
         )
+
+
+def _fma(x: Tensor, f: Tensor, c: float | Tensor) -> Tensor:
+    """``x + c * f`` in one kernel (``c`` a Python float or a broadcastable tensor)."""
+    return torch.add(x, f, alpha=c) if isinstance(c, float) else torch.addcmul(x, c, f)
+
+
+def _as_tensor_on(v: float | Tensor, like: Tensor) -> Tensor:
+    """A Python float as a 0-d tensor of ``like``'s dtype and device (a fill, no copy)."""
+    return torch.full((), v, dtype=like.dtype, device=like.device) if isinstance(v, float) else v
