@@ -79,6 +79,34 @@ def seed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+#: ``--steps``: the number of steps of the leading time grid (every sampling command).
+steps_option = click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="steps of the leading time grid",
+)
+
+
+def guidance_option(default: float, help: str) -> Callable[..., Any]:
+    """``--guidance``: a classifier-free guidance scale ``>= 0``."""
+    return click.option(
+        "--guidance", type=click.FloatRange(min=0), default=default, show_default=True, help=help
+    )
+
+
+def eta_option(help: str, *, min_open: bool = False) -> Callable[..., Any]:
+    """``--eta``: the stochasticity η of the steps, in [0, 1] (``(0, 1]`` with ``min_open``)."""
+    return click.option(
+        "--eta",
+        type=click.FloatRange(0, 1, min_open=min_open),
+        default=1.0,
+        show_default=True,
+        help=help,
+    )
+
+
 def overwrite_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--overwrite",

@@ -15,6 +15,8 @@ from .common import (
     InputError,
     check_outputs,
     class_conditions,
+    eta_option,
+    guidance_option,
     input_errors,
     load_cli_model,
     load_input,
@@ -22,6 +24,7 @@ from .common import (
     overwrite_option,
     record_path,
     seed_option,
+    steps_option,
     write_record,
 )
 
@@ -43,21 +46,9 @@ STRENGTH = {"sdedit": 0.6, "diffedit": 0.5}
 @click.option("--source", "-s", type=str, default=None, help="class the image shows (CSV: per row)")
 @click.option("--target", "-t", type=str, default=None, help="class to edit into (CSV: per row)")
 @model_option
-@click.option(
-    "--steps",
-    type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    help="steps of the leading time grid",
-)
+@steps_option
 @seed_option
-@click.option(
-    "--guidance",
-    type=click.FloatRange(min=0),
-    default=3.0,
-    show_default=True,
-    help="classifier-free guidance scale of the target",
-)
+@guidance_option(3.0, "classifier-free guidance scale of the target")
 @click.option(
     "--source-guidance",
     type=click.FloatRange(min=0),
@@ -65,12 +56,8 @@ STRENGTH = {"sdedit": 0.6, "diffedit": 0.5}
     show_default=True,
     help="guidance scale of the inversion (ef, ngdm-ef, ddim, cycle)",
 )
-@click.option(
-    "--eta",
-    type=click.FloatRange(0, 1),
-    default=1.0,
-    show_default=True,
-    help="η of the stochastic steps (ngdm, ef, ngdm-ef, sdedit, ilvr, cycle; ef/cycle need η > 0)",
+@eta_option(
+    "η of the stochastic steps (ngdm, ef, ngdm-ef, sdedit, ilvr, cycle; ef/cycle need η > 0)"
 )
 @click.option(
     "--skip",

@@ -11,6 +11,8 @@ import torch
 from .common import (
     check_outputs,
     class_conditions,
+    eta_option,
+    guidance_option,
     input_errors,
     load_cli_model,
     load_input,
@@ -18,6 +20,7 @@ from .common import (
     overwrite_option,
     record_path,
     seed_option,
+    steps_option,
     write_record,
 )
 
@@ -33,28 +36,10 @@ from .common import (
     help="inversion file (.safetensors); the record goes to OUT.json",
 )
 @model_option
-@click.option(
-    "--steps",
-    type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    help="steps of the leading time grid",
-)
+@steps_option
 @seed_option
-@click.option(
-    "--guidance",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="classifier-free guidance scale of the inversion",
-)
-@click.option(
-    "--eta",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="η of the inverted steps, in (0, 1]",
-)
+@guidance_option(1.0, "classifier-free guidance scale of the inversion")
+@eta_option("η of the inverted steps, in (0, 1]", min_open=True)
 @click.option(
     "--resize",
     is_flag=True,

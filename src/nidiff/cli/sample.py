@@ -11,12 +11,15 @@ import torch
 from .common import (
     check_outputs,
     class_conditions,
+    eta_option,
+    guidance_option,
     input_errors,
     load_cli_model,
     model_option,
     overwrite_option,
     record_path,
     seed_option,
+    steps_option,
     write_record,
 )
 
@@ -39,27 +42,9 @@ from .common import (
     show_default="all classes in turn",
     help="class of every sample",
 )
-@click.option(
-    "--steps",
-    type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    help="steps of the leading time grid",
-)
-@click.option(
-    "--guidance",
-    type=click.FloatRange(min=0),
-    default=3.0,
-    show_default=True,
-    help="classifier-free guidance scale (class-conditional models)",
-)
-@click.option(
-    "--eta",
-    type=click.FloatRange(0, 1),
-    default=1.0,
-    show_default=True,
-    help="η: 1 ancestral (DDPM) steps, 0 deterministic DDIM",
-)
+@steps_option
+@guidance_option(3.0, "classifier-free guidance scale (class-conditional models)")
+@eta_option("η: 1 ancestral (DDPM) steps, 0 deterministic DDIM")
 @seed_option
 @click.option(
     "--nrow",
