@@ -1,5 +1,8 @@
 """Measure the bundled models: target accuracy and classifier-feature FID of their samples.
 
+The exact script behind the model cards and the first RESULTS.md tables (kept for provenance);
+the maintained benchmark is ``nidiff bench generation`` (adds precision/recall and presets).
+
     python scripts/eval_bundled.py OUT_DIR [--per-class 1000] [--sweep 1000,100,50,20,10]
 
 Writes ``OUT_DIR/eval.json`` after every measurement (so a cut-off run keeps what it measured)

@@ -37,6 +37,18 @@ BENCHMARKS: dict[str, Benchmark] = {
         "framework overhead of every editing and inversion method over its network calls",
         "20 steps, 5 repetitions instead of 100 and 20",
     ),
+    "inversion": Benchmark(
+        "nidiff.bench.inversion",
+        "markdown",
+        "edit-friendly noise-map statistics, reconstruction and shifts (EF Fig. 5, 6, 11)",
+        "B 200, 20 steps, shifts 1 and 4 px instead of B 1000, 100 steps, 1/2/4/8 px",
+    ),
+    "generation": Benchmark(
+        "nidiff.bench.generation",
+        "markdown",
+        "sample FID / precision / recall / accuracy of the bundled models by sampler and steps",
+        "200 samples, 10 steps, ancestral only instead of 2,000, 1000…10 steps, DDIM, guided",
+    ),
 }
 
 _HELP = "\n\n".join(

@@ -1,0 +1,278 @@
+r"""Sample quality of the bundled models by sampler and number of steps (GFF paper Table 1 analog).
+
+For each bundled model (isotropic, GFF, edge-preserving) draw class-conditional samples (labels
+cycle through the 10 classes) and compare them with the Fashion-MNIST test set in the bundled
+classifier's 256-d feature space (:class:`~nidiff.metrics.ClassifierFeatures`; samples are
+clamped to [−1, 1] first, as they would be saved as images):
+
+* **FID**: Fréchet distance of the Gaussian fits (not Inception FID: compare only within a run);
+* **precision / recall**: improved k-NN precision and recall (k = 3) on the same features;
+* **accuracy**: target accuracy of the bundled classifier on the sampled labels.
+
+Rows (samplers), each without guidance at every step count of the preset:
+
+* ``ancestral``: η = 1 (DDPM for isotropic, NI-DDPM for GFF, the EP posterior for edge);
+* ``ddim``: η = 0 with :math:`\hat x_0` clipped to [−1, 1], isotropic and GFF only (EP has no
+  deterministic sampler);
+* ``guided``: classifier-free guidance w = 3 at 50 steps, sampled as the bundled models'
+  guided demos (DDIM η = 0 with clipping for isotropic/GFF, the EP posterior for edge).
+
+Presets: ``full`` = 2,000 samples per cell at 1000/100/50/20/10 steps, all rows (GPU-sized);
+``quick`` = 200 samples per cell at 10 steps, ancestral rows only (about 3 minutes on 2 CPU
+cores). The real reference is the whole test set (10,000 images). Needs Fashion-MNIST
+(``apt-get install -y dataset-fashion-mnist``, or ``--root``).
+
+    python -m nidiff.bench.generation --quick --json bench-generation.json     # CPU
+    python -m nidiff.bench.generation --device cuda --json bench-generation.json  # full
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nidiff.bundled import MODELS, load_bundled, load_bundled_classifier
+from nidiff.data.fashion_mnist import DEFAULT_DIR, load_fashion_mnist_tensors
+from nidiff.data.transforms import from_uint8
+from nidiff.generate import generate
+from nidiff.metrics import ClassifierFeatures, frechet_distance, precision_recall
+from nidiff.schedule import leading_grid
+
+__all__ = ["PRESETS", "Preset", "markdown", "run"]
+
+SHORT = {"fashion-isotropic": "isotropic", "fashion-gff": "GFF", "fashion-edge": "edge"}
+GUIDANCE = 3.0
+K = 3
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Samples per cell, unguided step counts, which rows, and the real reference size."""
+
+    samples: int
+    steps: tuple[int, ...]
+    ddim: bool  # add the DDIM η = 0 row for isotropic/GFF
+    guided_steps: int | None  # steps of the guided row; None: no guided row
+    real: int | None = None  # test images used as reference; None: all 10,000
+    seed: int = 0
+
+
+PRESETS = {
+    "quick": Preset(samples=200, steps=(10,), ddim=False, guided_steps=None),
+    "full": Preset(samples=2000, steps=(1000, 100, 50, 20, 10), ddim=True, guided_steps=50),
+}
+
+
+def _sampler(kind: str, row: str) -> tuple[float, tuple[float, float] | None]:
+    """(η, clip) of a row for a process kind."""
+    if kind == "edge" or row == "ancestral":
+        return 1.0, None
+    return 0.0, (-1.0, 1.0)  # ddim, and guided isotropic/GFF
+
+
+def _sampler_name(kind: str, row: str) -> str:
+    if kind == "edge":
+        return "EP posterior"
+    prefix = "NI-" if kind == "gff" else ""
+    return f"{prefix}DDPM η = 1" if row == "ancestral" else f"{prefix}DDIM η = 0, clip"
+
+
+def _sample(m, row: str, steps: int, n: int, device: str, seed: int, batch: int) -> Tensor:
+    eta, clip = _sampler(m.spec.kind, row)
+    rule = m.step_rule(eta, clip)
+    grid = leading_grid(m.schedule, steps)
+    guidance = GUIDANCE if row == "guided" else 1.0
+    labels = torch.arange(n) % 10
+    out = []
+    for i in range(0, n, batch):
+        lab = labels[i : i + batch]
+        gen = torch.Generator(device).manual_seed(seed + i)
+        x = generate(
+            m.denoiser,
+            rule,
+            grid,
+            (len(lab), 1, 28, 28),
+            noise=m.noise,
+            labels=lab,
+            guidance=guidance,
+            null_class=m.null_class,
+            generator=gen,
+            device=device,
+        )
+        out.append(x.clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _hardware(device: str) -> str:
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU ({platform.processor() or platform.machine()})"
+
+
+def run(
+    quick: bool = True,
+    device: str = "cpu",
+    *,
+    preset: Preset | None = None,
+    models: tuple[str, ...] = MODELS,
+    root: str | Path = DEFAULT_DIR,
+) -> dict[str, Any]:
+    """Sample every cell of the ``quick`` or ``full`` preset (or ``preset``) and measure it.
+
+    Returns a JSON-safe dict: the setting (``preset``, ``device``, ``hardware``, ``torch``,
+    ``threads``, ``samples``, ``steps``, ``real``, ``k``, ``guidance``), ``seconds`` (wall),
+    ``classifier_test_accuracy`` (the bundled classifier on the reference images) and ``rows``:
+    one dict per cell with ``model``, ``row`` (``ancestral`` / ``ddim`` / ``guided``),
+    ``sampler``, ``steps``, ``guidance``, ``n``, ``fid``, ``precision``, ``recall``,
+    ``accuracy`` and ``seconds`` (sampling time).
+
+    Raises:
+        FileNotFoundError: the Fashion-MNIST test set is not under ``root``.
+    """
+    start = time.perf_counter()
+    name = "quick" if quick else "full"
+    p = preset if preset is not None else PRESETS[name]
+    if preset is not None:
+        name = "custom"
+    for m in models:
+        if m not in MODELS:
+            raise ValueError(f"unknown bundled model {m!r}; choose from {list(MODELS)}")
+    xt, yt = load_fashion_mnist_tensors(root, "test")  # FileNotFoundError says how to install
+    if p.real is not None:
+        xt, yt = xt[: p.real], yt[: p.real]
+    clf = load_bundled_classifier(device).eval()
+    feats = ClassifierFeatures(clf, batch_size=500)
+    real = from_uint8(xt)[:, None]
+    real_f = feats(real)
+    real_pred = clf.head(real_f.to(device)).argmax(1).cpu()
+    batch = 2500 if torch.device(device).type == "cuda" else 100
+
+    rows: list[dict[str, Any]] = []
+    for model in models:
+        m = load_bundled(model, device)
+        kind = m.spec.kind
+        cells = [("ancestral", s, 1.0) for s in p.steps]
+        if p.ddim and kind != "edge":
+            cells += [("ddim", s, 1.0) for s in p.steps]
+        if p.guided_steps is not None:
+            cells.append(("guided", p.guided_steps, GUIDANCE))
+        for row, steps, w in cells:
+            _sync(device)
+            t0 = time.perf_counter()
+            x = _sample(m, row, steps, p.samples, device, p.seed + steps, batch)
+            _sync(device)
+            secs = time.perf_counter() - t0
+            f = feats(x)
+            labels = torch.arange(p.samples) % 10
+            pred = clf.head(f.to(device)).argmax(1).cpu()
+            pr = precision_recall(real_f, f, K)
+            rows.append(
+                {
+                    "model": model,
+                    "row": row,
+                    "sampler": _sampler_name(kind, row),
+                    "steps": steps,
+                    "guidance": w,
+                    "n": p.samples,
+                    "fid": frechet_distance(f, real_f),
+                    "precision": pr.precision,
+                    "recall": pr.recall,
+                    "accuracy": float((pred == labels).double().mean()),
+                    "seconds": secs,
+                }
+            )
+    return {
+        "preset": name,
+        "device": str(device),
+        "hardware": _hardware(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "samples": p.samples,
+        "steps": list(p.steps),
+        "guided_steps": p.guided_steps,
+        "guidance": GUIDANCE,
+        "real": len(xt),
+        "k": K,
+        "classifier_test_accuracy": float((real_pred == yt).double().mean()),
+        "rows": rows,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result as a markdown table: one line per (model, sampler), one column per steps;
+    each cell is ``FID / precision / recall / accuracy``."""
+    rows = result["rows"]
+    steps = sorted({r["steps"] for r in rows}, reverse=True)
+    lines = [
+        f"Generation, {result['preset']} preset: {result['samples']} class-conditional samples "
+        f"per cell vs {result['real']} Fashion-MNIST test images, bundled-classifier features "
+        f"(FID is not Inception FID), precision/recall k = {result['k']}; {result['hardware']}, "
+        f"{result['threads']} threads, {result['seconds']:.0f} s.",
+        "",
+        "Cells: FID ↓ / precision ↑ / recall ↑ / target accuracy ↑.",
+        "",
+        "| model | sampler | " + " | ".join(f"{s} steps" for s in steps) + " |",
+        "|---|---|" + "---:|" * len(steps),
+    ]
+    keys: list[tuple[str, str]] = []
+    for r in rows:
+        if (r["model"], r["row"]) not in keys:
+            keys.append((r["model"], r["row"]))
+    for model, row in keys:
+        mine = [r for r in rows if r["model"] == model and r["row"] == row]
+        by_steps = {r["steps"]: r for r in mine}
+        sampler = mine[0]["sampler"] + (f", w = {mine[0]['guidance']:g}" if row == "guided" else "")
+        cells = [
+            f"{c['fid']:.2f} / {c['precision']:.2f} / {c['recall']:.2f} / {c['accuracy']:.3f}"
+            if (c := by_steps.get(s))
+            else "–"
+            for s in steps
+        ]
+        lines.append(f"| {SHORT.get(model, model)} | {sampler} | " + " | ".join(cells) + " |")
+    lines += ["", f"Classifier accuracy on the reference: {result['classifier_test_accuracy']:.3f}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description="Sample quality (classifier FID, precision/recall, accuracy) of the bundled "
+        "models by sampler and steps.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="200 samples, 10 steps, ancestral only (default: full, 2,000 samples, "
+        "1000/100/50/20/10 steps, DDIM and guided rows)",
+    )
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    ap.add_argument("--root", type=Path, default=DEFAULT_DIR, help="Fashion-MNIST folder")
+    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    a = ap.parse_args(argv)
+    try:
+        result = run(quick=a.quick, device=a.device, root=a.root)
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from err
+    print(markdown(result))
+    if a.json is not None:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

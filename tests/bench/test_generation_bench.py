@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from nidiff.bench import generation
+from nidiff.data.fashion_mnist import DEFAULT_DIR
+
+
+def _fake_result():
+    def row(model, row, sampler, steps, fid, w=1.0):
+        return {
+            "model": model,
+            "row": row,
+            "sampler": sampler,
+            "steps": steps,
+            "guidance": w,
+            "n": 10,
+            "fid": fid,
+            "precision": 0.5,
+            "recall": 0.25,
+            "accuracy": 0.9,
+            "seconds": 1.0,
+        }
+
+    return {
+        "preset": "quick",
+        "device": "cpu",
+        "hardware": "CPU (test)",
+        "torch": "x",
+        "threads": 1,
+        "samples": 10,
+        "steps": [20, 10],
+        "guided_steps": 50,
+        "guidance": 3.0,
+        "real": 100,
+        "k": 3,
+        "classifier_test_accuracy": 0.93,
+        "rows": [
+            row("fashion-isotropic", "ancestral", "DDPM η = 1", 20, 12.345),
+            row("fashion-isotropic", "ancestral", "DDPM η = 1", 10, 20.0),
+            row("fashion-isotropic", "guided", "DDIM η = 0, clip", 50, 30.0, w=3.0),
+            row("fashion-edge", "ancestral", "EP posterior", 20, 15.0),
+        ],
+        "seconds": 12.0,
+    }
+
+
+def test_markdown_renders_fake_result():
+    text = generation.markdown(_fake_result())
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| model"))
+    assert header == "| model | sampler | 50 steps | 20 steps | 10 steps |"
+    table = [line for line in lines if line.startswith("| ") and "steps" not in line]
+    assert len(table) == 3  # isotropic ancestral, isotropic guided, edge ancestral
+    assert "| isotropic | DDPM η = 1 | – | 12.35 / 0.50 / 0.25 / 0.900 | 20.00 /" in text
+    assert "| isotropic | DDIM η = 0, clip, w = 3 | 30.00 / 0.50 / 0.25 / 0.900 | – | – |" in text
+    assert "| edge | EP posterior | – | 15.00 /" in text
+    assert "0.930" in text
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        generation.run(root=tmp_path / "nowhere")
+
+
+@pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="Fashion-MNIST not installed")
+def test_run_tiny_end_to_end():
+    tiny = generation.Preset(samples=10, steps=(2,), ddim=True, guided_steps=2, real=40)
+    result = generation.run(device="cpu", preset=tiny, models=("fashion-isotropic",))
+    json.dumps(result)  # JSON-safe
+    assert result["preset"] == "custom" and result["real"] == 40
+    assert [(r["row"], r["steps"]) for r in result["rows"]] == [
+        ("ancestral", 2),
+        ("ddim", 2),
+        ("guided", 2),
+    ]
+    for r in result["rows"]:
+        assert r["n"] == 10 and r["fid"] >= 0
+        assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and 0 <= r["accuracy"] <= 1
+    assert result["seconds"] > 0
+    assert "| isotropic | DDPM η = 1 |" in generation.markdown(result)
