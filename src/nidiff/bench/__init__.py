@@ -1,7 +1,13 @@
 """Benchmarks, one module per question, each importing nidiff like a user would.
 
-Run one with ``python -m nidiff.bench.<name> --help``.
+Run one with ``nidiff bench NAME [--quick]`` or ``python -m nidiff.bench.<name> --help``.
 
 * :mod:`nidiff.bench.training` — cost of a GFF / edge-preserving training and sampling step
   relative to isotropic noise, at the same network and batch.
+* :mod:`nidiff.bench.overhead` — each editing method's wall time over its network time, and the
+  network evaluations per edit with the papers' defaults.
+* :mod:`nidiff.bench.inversion` — edit-friendly noise-map statistics, reconstruction error and
+  the shift experiment (EF Fig. 5, 6, 11).
+* :mod:`nidiff.bench.generation` — FID / precision / recall / accuracy of the bundled models'
+  samples by sampler and number of steps (GFF paper Table 1 analog).
 """
