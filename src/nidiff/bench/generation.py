@@ -29,7 +29,6 @@ cores). The real reference is the whole test set (10,000 images). Needs Fashion-
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from dataclasses import dataclass
@@ -45,6 +44,8 @@ from nidiff.data.transforms import from_uint8
 from nidiff.generate import generate
 from nidiff.metrics import ClassifierFeatures, frechet_distance, precision_recall
 from nidiff.schedule import leading_grid
+
+from ._report import report
 
 __all__ = ["PRESETS", "Preset", "markdown", "run"]
 
@@ -268,10 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         result = run(quick=a.quick, device=a.device, root=a.root)
     except FileNotFoundError as err:
         raise SystemExit(f"error: {err}") from err
-    print(markdown(result))
-    if a.json is not None:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, markdown, a.json)
 
 
 if __name__ == "__main__":

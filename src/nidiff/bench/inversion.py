@@ -35,7 +35,6 @@ and full (``B = 1000``, 100 steps, ``d ∈ {1, 2, 4, 8}``).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import time
@@ -58,6 +57,8 @@ from nidiff.models import GaussianDenoiser
 from nidiff.process import Process
 from nidiff.samplers import sample
 from nidiff.schedule import DiscreteSchedule, leading_grid, linspace_grid
+
+from ._report import report
 
 __all__ = ["PRESETS", "Preset", "main", "markdown", "noise_statistics", "run"]
 
@@ -316,10 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     a = ap.parse_args(argv)
     result = run(quick=not a.full, device=a.device)
-    print(markdown(result))
-    if a.json is not None:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, markdown, a.json)
 
 
 if __name__ == "__main__":

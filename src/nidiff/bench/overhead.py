@@ -23,7 +23,6 @@ Run ``python -m nidiff.bench.overhead --quick`` (a few minutes on two CPU cores)
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from collections import Counter
@@ -48,6 +47,8 @@ from nidiff.inversion import (
     edit_friendly_regenerate,
 )
 from nidiff.schedule import DiscreteSchedule, linspace_grid
+
+from ._report import report
 
 __all__ = ["CountingModel", "main", "paper_nfe", "run"]
 
@@ -337,9 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run(
         quick=args.quick, steps=args.steps, batch=args.batch, device=args.device, reps=args.reps
     )
-    print(format_tables(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, format_tables, args.json)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ medians in milliseconds. On CUDA every timing is bracketed by synchronisations.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -45,6 +44,8 @@ from torch import Tensor
 from nidiff.models.diffusers_unet import UNetDenoiser, fashion_unet_config, unet_from_config
 from nidiff.training.fashion import FASHION_PROCESSES
 from nidiff.training.spec import ProcessSpec
+
+from ._report import report
 
 __all__ = ["GOAL", "PRESETS", "Preset", "run"]
 
@@ -298,10 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     a = ap.parse_args(argv)
     result = run(quick=not a.full, device=a.device)
-    print(markdown(result))
-    if a.json is not None:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, markdown, a.json)
 
 
 if __name__ == "__main__":
