@@ -6,6 +6,7 @@ the global batch) or call :func:`run` in-process for the single-process referenc
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -15,18 +16,8 @@ from nidiff.data.digits import digits
 from nidiff.training.spec import ProcessSpec
 from nidiff.training.trainer import TrainConfig, TrainResult, train
 
-TINY = {
-    "_class_name": "UNet2DModel",
-    "sample_size": 8,
-    "in_channels": 1,
-    "out_channels": 1,
-    "block_out_channels": [16, 32],
-    "layers_per_block": 1,
-    "down_block_types": ["DownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "UpBlock2D"],
-    "norm_num_groups": 8,
-    "num_class_embeds": 11,
-}
+# The tiny UNet every training test uses (one file, so the tests and the DDP worker agree).
+TINY = json.loads(Path(__file__).with_name("tiny_unet.json").read_text())
 # Edge-preserving noise: its σ_t depends on each image, so this also checks that sharding keeps
 # every image's noise (per-image edge normalisation) and label dropout as in the global batch.
 SPEC = ProcessSpec({"kind": "linear", "T": 1000}, {"kind": "edge"})

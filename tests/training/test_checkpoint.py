@@ -16,18 +16,8 @@ from nidiff.noise import EdgePreservingNoise, GFFNoise, IsotropicNoise
 from nidiff.training import checkpoint
 from nidiff.training.checkpoint import load_model, read_config, save_model
 
-TINY = {
-    "_class_name": "UNet2DModel",
-    "sample_size": 8,
-    "in_channels": 1,
-    "out_channels": 1,
-    "block_out_channels": [16, 32],
-    "layers_per_block": 1,
-    "down_block_types": ["DownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "UpBlock2D"],
-    "norm_num_groups": 8,
-    "num_class_embeds": 11,
-}
+# The tiny UNet every training test uses (one file, so the tests and the DDP worker agree).
+TINY = json.loads(Path(__file__).with_name("tiny_unet.json").read_text())
 GFF = {"schedule": {"kind": "linear", "T": 100}, "noise": {"kind": "gff", "power": 1.0}}
 
 

@@ -22,18 +22,8 @@ from nidiff.training.checkpoint import load_model
 from nidiff.training.spec import ProcessSpec
 from nidiff.training.trainer import TrainConfig, latest_checkpoint, train
 
-TINY = {
-    "_class_name": "UNet2DModel",
-    "sample_size": 8,
-    "in_channels": 1,
-    "out_channels": 1,
-    "block_out_channels": [16, 32],
-    "layers_per_block": 1,
-    "down_block_types": ["DownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "UpBlock2D"],
-    "norm_num_groups": 8,
-    "num_class_embeds": 11,
-}
+# The tiny UNet every training test uses (one file, so the tests and the DDP worker agree).
+TINY = json.loads(Path(__file__).with_name("tiny_unet.json").read_text())
 NOISES = {"isotropic": {"kind": "isotropic"}, "gff": {"kind": "gff"}, "edge": {"kind": "edge"}}
 
 

@@ -1,4 +1,10 @@
-"""The end of every benchmark's ``main``: print the markdown table, optionally save the JSON."""
+"""The end of every benchmark: print the markdown table; save the JSON, the table and the plots.
+
+A benchmark module exposes ``run(quick, device) -> dict`` (JSON-safe), a table formatter
+``markdown(result) -> str`` and, when it has figures, ``plot(result, directory) -> list[Path]``
+(PNG files written atomically with :func:`save_figure`). ``--out DIR`` of ``nidiff bench`` and of
+each ``python -m nidiff.bench.NAME`` writes ``DIR/NAME.json``, ``DIR/NAME.md`` and the plots.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,77 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json
+from .._io import atomic_path, write_json
+
+__all__ = ["pyplot", "report", "save_figure", "write_outputs"]
+
+Plot = Callable[[dict[str, Any], Path], list[Path]]
 
 
-def report(result: dict[str, Any], table: Callable[[dict[str, Any]], str], json: Path | None):
-    """Print ``table(result)``; write ``result`` to ``json`` atomically when a path is given."""
-    print(table(result))
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend.
+
+    Raises:
+        ValueError: matplotlib is not installed (``pip install nidiff[bench]``).
+    """
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ValueError(
+            "plots need matplotlib: pip install 'nidiff[bench]' (or matplotlib)"
+        ) from err
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Save a matplotlib figure as PNG at ``path`` atomically, then close it."""
+    plt = pyplot()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def write_outputs(
+    name: str,
+    result: dict[str, Any],
+    table: str,
+    out: Path,
+    plot: Plot | None = None,
+) -> list[Path]:
+    """Write ``out/NAME.json``, ``out/NAME.md`` and ``plot(result, out)``; return the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / f"{name}.json", out / f"{name}.md"]
+    write_json(written[0], result)
+    with atomic_path(written[1]) as tmp:
+        tmp.write_text(table + "\n")
+    if plot is not None:
+        written += plot(result, out)
+    return written
+
+
+def report(
+    result: dict[str, Any],
+    table: Callable[[dict[str, Any]], str],
+    json: Path | None,
+    *,
+    name: str | None = None,
+    out: Path | None = None,
+    plot: Plot | None = None,
+) -> None:
+    """Print ``table(result)``; write ``result`` to ``json`` atomically when a path is given, and
+    the JSON, table and plots to ``out`` (as ``name``) when a directory is given."""
+    text = table(result)
+    print(text)
     if json is not None:
         write_json(json, result)
+    if out is not None:
+        if name is None:
+            raise ValueError("report(out=...) needs the benchmark's name")
+        for path in write_outputs(name, result, text, out, plot):
+            print(f"wrote {path}")

@@ -45,9 +45,9 @@ from nidiff.generate import generate
 from nidiff.metrics import ClassifierFeatures, frechet_distance, precision_recall
 from nidiff.schedule import leading_grid
 
-from ._report import report
+from ._report import pyplot, report, save_figure
 
-__all__ = ["PRESETS", "Preset", "markdown", "run"]
+__all__ = ["PRESETS", "Preset", "markdown", "plot", "run"]
 
 SHORT = {"fashion-isotropic": "isotropic", "fashion-gff": "GFF", "fashion-edge": "edge"}
 GUIDANCE = 3.0
@@ -249,6 +249,42 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict[str, Any], directory: Path) -> list[Path]:
+    """``directory/generation.png``: FID against the number of steps (log x) for each (model,
+    sampler) row, and a second panel with precision (solid) and recall (dashed); the guided row,
+    sampled at one step count, is a single marker."""
+    plt = pyplot()
+    fig, (ax_fid, ax_pr) = plt.subplots(1, 2, figsize=(10, 4))
+    keys = list(dict.fromkeys((r["model"], r["row"]) for r in result["rows"]))
+    for i, (model, row) in enumerate(keys):
+        mine = sorted(
+            (r for r in result["rows"] if (r["model"], r["row"]) == (model, row)),
+            key=lambda r: r["steps"],
+        )
+        steps = [r["steps"] for r in mine]
+        style = {"color": f"C{i}", "marker": "o", "ms": 4}
+        label = f"{SHORT.get(model, model)}, {mine[0]['sampler']}"
+        if row == "guided":
+            label += f", w = {mine[0]['guidance']:g}"
+        ax_fid.plot(steps, [r["fid"] for r in mine], label=label, **style)
+        ax_pr.plot(steps, [r["precision"] for r in mine], **style)
+        ax_pr.plot(steps, [r["recall"] for r in mine], ls="--", mfc="none", **style)
+    for ax in (ax_fid, ax_pr):
+        ax.set_xscale("log")
+        ax.set_xlabel("sampling steps")
+        ax.grid(alpha=0.3, which="both")
+    ax_fid.set_ylabel("FID (classifier features) ↓")
+    ax_pr.set_ylabel("precision (solid), recall (dashed) ↑")
+    ax_pr.set_ylim(0, 1)
+    ax_fid.legend(fontsize=7)
+    fig.suptitle(
+        f"Generation, {result['preset']} preset: {result['samples']} samples per point vs "
+        f"{result['real']} test images, k = {result['k']}",
+        fontsize=9,
+    )
+    return [save_figure(fig, directory / "generation.png")]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description="Sample quality (classifier FID, precision/recall, accuracy) of the bundled "
@@ -264,12 +300,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     ap.add_argument("--root", type=Path, default=DEFAULT_DIR, help="Fashion-MNIST folder")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
+    )
     a = ap.parse_args(argv)
     try:
         result = run(quick=a.quick, device=a.device, root=a.root)
     except FileNotFoundError as err:
         raise SystemExit(f"error: {err}") from err
-    report(result, markdown, a.json)
+    report(result, markdown, a.json, name="generation", out=a.out, plot=plot)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ and full (``B = 1000``, 100 steps, ``d ∈ {1, 2, 4, 8}``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import platform
 import time
@@ -58,9 +59,9 @@ from nidiff.process import Process
 from nidiff.samplers import sample
 from nidiff.schedule import DiscreteSchedule, leading_grid, linspace_grid
 
-from ._report import report
+from ._report import pyplot, report, save_figure
 
-__all__ = ["PRESETS", "Preset", "main", "markdown", "noise_statistics", "run"]
+__all__ = ["PRESETS", "Preset", "main", "markdown", "noise_statistics", "plot", "run"]
 
 METHODS = ("edit-friendly", "cycle", "native")
 MEAN = (10.0, 10.0)  # EF Fig. 5 data: N((10, 10), I)
@@ -303,6 +304,51 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict[str, Any], directory: Path) -> list[Path]:
+    """``directory/inversion.png``, four panels: per-step variance and mean angle between
+    consecutive maps against the time t (EF, cycle and native maps; native: 1 and 90°), the
+    reconstruction error of each kind of map (mean and max, log scale), and the shift MSE against
+    the shift in pixels for EF maps and native noise."""
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
+    (ax_var, ax_ang), (ax_rec, ax_shift) = axes
+    stats = result["statistics"]
+    times = stats["times"]
+    mids = [(a + b) / 2 for a, b in itertools.pairwise(times)]
+    for k, m in stats["methods"].items():
+        ax_var.plot(times, m["variance_per_step"], ".-", ms=3, label=k)
+        ax_ang.plot(mids, m["angle_per_step"], ".-", ms=3, label=k)
+    ax_var.axhline(1.0, color="gray", ls=":", lw=1)
+    ax_ang.axhline(90.0, color="gray", ls=":", lw=1)
+    ax_var.set(xlabel="t", ylabel="variance of the white map", title="noise-map variance")
+    ax_ang.set(xlabel="t (between consecutive maps)", ylabel="mean angle (°)")
+    ax_ang.set_title("angle between consecutive maps")
+    ax_var.legend(fontsize=7)
+
+    recon = result["reconstruction"]
+    xs = range(len(recon))
+    for j, stat in enumerate(("mean", "max")):
+        ys = [r[stat] for r in recon.values()]
+        ax_rec.bar([x + (j - 0.5) * 0.38 for x in xs], ys, 0.38, label=stat)
+    ax_rec.set_yscale("log")
+    ax_rec.set_xticks(list(xs), [k.replace(", ", ",\n") for k in recon], fontsize=7)
+    ax_rec.set(ylabel="‖x̂0 − x0‖ / ‖x0‖", title=f"reconstruction, {result['steps']} steps")
+    ax_rec.legend(fontsize=7)
+
+    shifts = sorted(result["shift"], key=int)
+    d = [int(s) for s in shifts]
+    ax_shift.plot(d, [result["shift"][s]["mse_ef"] for s in shifts], "o-", label="EF maps")
+    ax_shift.plot(d, [result["shift"][s]["mse_native"] for s in shifts], "s--", label="native")
+    ax_shift.set_xticks(d)
+    ax_shift.set(xlabel="shift d (px)", ylabel="MSE to the shifted reference", title="shift")
+    ax_shift.legend(fontsize=7)
+    fig.suptitle(
+        f"Edit-friendly inversion, {result['preset']} preset, {result['hardware']}", fontsize=9
+    )
+    fig.tight_layout()
+    return [save_figure(fig, directory / "inversion.png")]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description="Edit-friendly inversion: noise-map statistics, reconstruction, shifts.",
@@ -315,9 +361,12 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--full", action="store_true", help="B = 1000, 100 steps, d in {1, 2, 4, 8}")
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
+    )
     a = ap.parse_args(argv)
     result = run(quick=not a.full, device=a.device)
-    report(result, markdown, a.json)
+    report(result, markdown, a.json, name="inversion", out=a.out, plot=plot)
 
 
 if __name__ == "__main__":

@@ -48,9 +48,9 @@ from nidiff.inversion import (
 )
 from nidiff.schedule import DiscreteSchedule, linspace_grid
 
-from ._report import report
+from ._report import pyplot, report, save_figure
 
-__all__ = ["CountingModel", "main", "paper_nfe", "run"]
+__all__ = ["CountingModel", "format_tables", "main", "paper_nfe", "plot", "run"]
 
 IMAGE = "shirt-0.png"  # source: class 6 (Shirt)
 SOURCE, TARGET = 6, 0  # Shirt -> T-shirt/top
@@ -322,6 +322,37 @@ def format_tables(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict[str, Any], directory: Path, *, name: str = "overhead") -> list[Path]:
+    """``directory/NAME.png``: a horizontal bar chart of each method's overhead (wall time ÷
+    time inside the network; bars from 1) and its overhead vs isolated network calls, with the
+    goal as a dashed line."""
+    plt = pyplot()
+    rows = result["rows"]
+    cfg = result["config"]
+    fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.42 * len(rows)))
+    height = 0.4
+    series = (
+        ("overhead", "overhead (÷ network time)"),
+        ("overhead_vs_isolated", "vs isolated calls"),
+    )
+    for j, (key, label) in enumerate(series):
+        ys = [i + (j - 0.5) * height for i in range(len(rows))]
+        xs = [r[key] for r in rows]
+        bars = ax.barh(ys, [x - 1 for x in xs], height, left=1.0, label=label)
+        ax.bar_label(bars, labels=[f"{x:.3f}" for x in xs], fontsize=6, padding=2)
+    ax.axvline(1.0, color="gray", lw=0.8)
+    ax.axvline(result["goal"], color="red", ls="--", lw=1, label=f"goal ≤ {result['goal']}")
+    ax.set_yticks(range(len(rows)), [r["method"] for r in rows])
+    ax.invert_yaxis()  # first method on top, as in the table
+    ax.set_xlabel("method wall time / network time")
+    ax.set_title(
+        f"{cfg['steps']} steps, B = {cfg['batch']}, {cfg['device']}, {cfg['threads']} threads",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
+    return [save_figure(fig, directory / f"{name}.png")]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m nidiff.bench.overhead",
@@ -334,11 +365,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", type=str, default="cpu", help="torch device")
     parser.add_argument("--reps", type=int, default=None, help="isolated-call repetitions")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
+    )
     args = parser.parse_args(argv)
     result = run(
         quick=args.quick, steps=args.steps, batch=args.batch, device=args.device, reps=args.reps
     )
-    report(result, format_tables, args.json)
+    report(result, format_tables, args.json, name="overhead", out=args.out, plot=plot)
 
 
 if __name__ == "__main__":

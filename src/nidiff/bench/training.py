@@ -45,9 +45,9 @@ from nidiff.models.diffusers_unet import UNetDenoiser, fashion_unet_config, unet
 from nidiff.training.fashion import FASHION_PROCESSES
 from nidiff.training.spec import ProcessSpec
 
-from ._report import report
+from ._report import pyplot, report, save_figure
 
-__all__ = ["GOAL", "PRESETS", "Preset", "run"]
+__all__ = ["GOAL", "PRESETS", "Preset", "markdown", "plot", "run"]
 
 KINDS = ("isotropic", "gff", "edge")
 #: The stated goal: a GFF or EP step costs at most this multiple of an isotropic one.
@@ -285,6 +285,32 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join([*lines, "", verdict])
 
 
+def plot(result: dict[str, Any], directory: Path, *, name: str = "training") -> list[Path]:
+    """``directory/NAME.png``: each process's train and sample step cost relative to isotropic
+    (bars from 1 to ``ratio``, the median of per-round ratios; dots: ``ratio_of_minima``), with
+    the goal as a dashed line."""
+    plt = pyplot()
+    kinds = list(result["ratio"])
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(kinds), 3.6))
+    width = 0.38
+    for j, w in enumerate(("train", "sample")):
+        xs = [i + (j - 0.5) * width for i in range(len(kinds))]
+        ys = [result["ratio"][k][w] for k in kinds]
+        bars = ax.bar(xs, [y - 1 for y in ys], width, bottom=1.0, label=f"{w} step")
+        ax.bar_label(bars, labels=[f"{y:.3f}" for y in ys], fontsize=7)
+        lows = [result["ratio_of_minima"][k][w] for k in kinds]
+        ax.plot(xs, lows, "k.", label="ratio of the fastest steps" if j == 0 else None)
+    ax.axhline(1.0, color="gray", lw=0.8)
+    ax.axhline(result["goal"], color="red", ls="--", lw=1, label=f"goal ≤ {result['goal']}")
+    ax.set_xticks(range(len(kinds)), kinds)
+    ax.set_ylabel("step time / isotropic step time")
+    ax.set_title(
+        f"{result['preset']} preset, batch {result['batch']}, {result['hardware']}", fontsize=9
+    )
+    ax.legend(fontsize=7)
+    return [save_figure(fig, directory / f"{name}.png")]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description="Cost of GFF and edge-preserving training/sampling steps vs isotropic.",
@@ -297,9 +323,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
+    )
     a = ap.parse_args(argv)
     result = run(quick=not a.full, device=a.device)
-    report(result, markdown, a.json)
+    report(result, markdown, a.json, name="training", out=a.out, plot=plot)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,13 @@ def _device(name: str) -> str:
     help="also write the result to this JSON file (atomically)",
 )
 @click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="write NAME.json, NAME.md and the benchmark's PNG plots into this directory",
+)
+@click.option(
     "--device",
     type=str,
     default="auto",
@@ -98,16 +105,31 @@ def _device(name: str) -> str:
 )
 @overwrite_option
 @input_errors
-def bench(name: str, quick: bool, json_path: Path | None, device: str, overwrite: bool) -> None:
+def bench(
+    name: str,
+    quick: bool,
+    json_path: Path | None,
+    out_dir: Path | None,
+    device: str,
+    overwrite: bool,
+) -> None:
     from .._io import write_json
+    from ..bench._report import pyplot, write_outputs
 
     if json_path is not None:
         check_outputs([json_path], [], overwrite)
+    if out_dir is not None:
+        check_outputs([out_dir / f"{name}.json", out_dir / f"{name}.md"], [], overwrite)
+        pyplot()  # fail now, not after the run, if matplotlib is missing
     spec = BENCHMARKS[name]
     dev = _device(device)
     module = importlib.import_module(spec.module)
     result: dict[str, Any] = module.run(quick=quick, device=dev)
-    click.echo(getattr(module, spec.table)(result))
+    table = getattr(module, spec.table)(result)
+    click.echo(table)
     if json_path is not None:
         write_json(json_path, result)
         click.echo(f"wrote {json_path}")
+    if out_dir is not None:
+        for path in write_outputs(name, result, table, out_dir, getattr(module, "plot", None)):
+            click.echo(f"wrote {path}")

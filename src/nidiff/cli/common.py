@@ -18,19 +18,21 @@ import click
 import torch
 
 from .._io import write_json
-from ..bundled import MODELS, model_dir
+from ..bundled import MODELS
 
 __all__ = [
     "InputError",
-    "LoadedCli",
+    "check_image_file",
     "check_outputs",
     "class_conditions",
+    "device_options",
     "input_errors",
-    "load_cli_model",
-    "load_input",
     "model_option",
     "record_path",
+    "resolve_device",
+    "resolve_dtype",
     "seed_option",
+    "size_option",
     "write_record",
 ]
 
@@ -65,7 +67,8 @@ def model_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         type=str,
         default="default",
         show_default=True,
-        help=f"bundled model ({', '.join(MODELS)}; 'default' = {MODELS[0]}) or a model directory",
+        help=f"bundled model ({', '.join(MODELS)}; 'default' = {MODELS[0]}), a nidiff model "
+        "directory, or a Stable Diffusion pipeline directory (diffusers, with model_index.json)",
     )(fn)
 
 
@@ -117,64 +120,71 @@ def overwrite_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
-class LoadedCli:
-    """A loaded model plus what the CLI needs from it (name, image size, channels, null cond)."""
-
-    def __init__(self, name: str):
-        from ..training.checkpoint import load_model
-
-        directory = model_dir(name) if name == "default" or name in MODELS else Path(name)
-        self.name, self.directory = name, directory
-        self.m = load_model(directory)
-        cfg = self.m.config
-        self.size = int(cfg.get("data", {}).get("size", 28))
-        self.channels = int(cfg["model"].get("in_channels", 1))
-        self.null = self.m.denoiser.null_cond() if self.m.null_class is not None else None
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "dir": str(self.directory.resolve()),
-            "step": self.m.config.get("step"),
-            "process": self.m.spec.kind,
-        }
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def load_cli_model(name: str) -> LoadedCli:
-    """Load ``default``, a bundled name or a model directory (errors → exit 2)."""
-    return input_errors(LoadedCli)(name)
+def resolve_device(name: str) -> str:
+    """``--device``: ``auto`` (cuda if available, else cpu) or a torch device name; a CUDA device
+    on a machine without CUDA is refused (exit 2)."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise InputError(f"--device {name!r} is not a torch device ({err})") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
+    return name
 
 
-def load_input(path: Path, model: LoadedCli, resize: bool) -> torch.Tensor:
-    """Read an image as ``(1, C, size, size)`` in [−1, 1] at the model's size and channels.
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """``--dtype``: the networks' precision. float16 needs a CUDA device (many CPU kernels lack
+    half precision); on a CPU use float32 or bfloat16."""
+    if name == "float16" and torch.device(device).type != "cuda":
+        raise InputError(
+            f"--dtype float16 needs a CUDA device, not {device}; use float32 or bfloat16 on a CPU"
+        )
+    return DTYPES[name]
 
-    An image of another size is refused unless ``resize`` (centre crop + bicubic resize).
-    """
+
+def device_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--device`` and ``--dtype`` (where the model runs and in which precision)."""
+    fn = click.option(
+        "--dtype",
+        type=click.Choice(list(DTYPES)),
+        default="float32",
+        show_default=True,
+        help="precision of the networks (float16 only on CUDA); inputs, latents and outputs "
+        "stay float32",
+    )(fn)
+    return click.option(
+        "--device",
+        type=str,
+        default="auto",
+        show_default="auto: cuda if available, else cpu",
+        help="torch device, e.g. cpu, cuda or cuda:1",
+    )(fn)
+
+
+def check_image_file(path: Path) -> tuple[int, int]:
+    """The ``(width, height)`` of an image file; a missing or unreadable file is exit 2."""
     from PIL import Image, UnidentifiedImageError
-
-    from ..data.folder import load_image
 
     if not path.is_file():
         raise InputError(f"image file {path} does not exist")
     try:
         with Image.open(path) as img:
-            w, h = img.size
+            return img.size
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise InputError(f"{path} is not a readable image file ({err})") from err
-    s = model.size
-    if (w, h) != (s, s) and not resize:
-        raise InputError(
-            f"wrong size: {path} is {w}×{h} but the model expects {s}×{s}; "
-            "pass --resize to resize it"
-        )
-    return input_errors(load_image)(path, s, model.channels)[None]
 
 
-def class_conditions(model: LoadedCli, *names: str | None) -> list[torch.Tensor | None]:
+def class_conditions(model: Any, *names: str | None) -> list[torch.Tensor | None]:
     """The model conditions of the class or prompt names (``None`` stays ``None``).
 
-    This is the seam for text-conditional models: today only class-conditional models are
-    supported; names are matched like :func:`nidiff.data.fashion_mnist.class_index` (case,
+    ``model`` is a :class:`~nidiff.cli.pixel.PixelModel` (``.m``, ``.name``); text prompts of
+    Stable Diffusion models go through :class:`~nidiff.cli.latent.LatentModel` instead. Names
+    are matched like :func:`nidiff.data.fashion_mnist.class_index` (case,
     spaces and punctuation ignored, synonyms for Fashion-MNIST) or given as class ids.
     """
     from ..data.fashion_mnist import CLASS_NAMES, class_index
@@ -264,3 +274,14 @@ def write_record(out: Path, command: str, started: float, **fields: Any) -> None
         "seconds": time.perf_counter() - started,
     }
     write_json(record_path(out), record)
+
+
+#: ``--size``: the side of the square images of a Stable Diffusion model (pixel models: fixed).
+size_option = click.option(
+    "--size",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="the model's: 512 for SD 1.x, 28 for the bundled models",
+    help="image side in pixels; Stable Diffusion: images are centre-cropped and resized to "
+    "SIZE×SIZE, a multiple of the VAE factor (8 for SD)",
+)

@@ -1,4 +1,5 @@
-"""``nidiff edit``: edit one image from a source to a target class with one editing method."""
+"""``nidiff edit``: edit one image from a source to a target class or prompt with one editing
+method (the methods' table is :data:`nidiff.cli.methods.METHODS`)."""
 
 from __future__ import annotations
 
@@ -8,44 +9,58 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
+from click.core import ParameterSource
 
 from .batch import is_batch, read_rows, shard_of_env
 from .common import (
     InputError,
     check_outputs,
-    class_conditions,
+    device_options,
     eta_option,
     guidance_option,
     input_errors,
-    load_cli_model,
-    load_input,
     model_option,
     overwrite_option,
     record_path,
     seed_option,
+    size_option,
     steps_option,
     write_record,
 )
+from .latent import EF_PAPER
+from .methods import METHODS, run_method
+from .model import LoadedCli, load_cli_model
 
-METHODS = ("ngdm", "ef", "ngdm-ef", "sdedit", "ilvr", "ddim", "cycle", "diffedit")
+__all__ = ["METHODS", "edit", "run_method"]
+
 SKIP_FRAC = 0.3  # default skip of the inversion methods, as a fraction of the steps
 STRENGTH = {"sdedit": 0.6, "diffedit": 0.5}
+_SD_EF = (
+    f"Stable Diffusion with --method ef: unless given, the EF paper's {EF_PAPER['steps']} steps, "
+    f"η {EF_PAPER['eta']:g}, --source-guidance {EF_PAPER['source_guidance']:g}, --guidance "
+    f"{EF_PAPER['guidance']:g}, --skip {round(EF_PAPER['skip_frac'] * 100)} of 100 "
+    f"(round({EF_PAPER['skip_frac']} × steps))"
+)
 
 
 @click.command("edit")
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option(
     "--method",
-    type=click.Choice(METHODS),
+    type=click.Choice(list(METHODS)),
     default="ngdm",
     show_default=True,
-    help="ngdm: per-pixel start times (NGDM Alg. 1); ef: edit-friendly inversion; ngdm-ef: "
-    "both; sdedit; ilvr; ddim: DDIM inversion; cycle: CycleDiffusion; diffedit",
+    help="; ".join(f"{n}: {m.about}" for n, m in METHODS.items()),
 )
-@click.option("--source", "-s", type=str, default=None, help="class the image shows (CSV: per row)")
-@click.option("--target", "-t", type=str, default=None, help="class to edit into (CSV: per row)")
+@click.option(
+    "--source", "-s", type=str, default=None, help="class or prompt the image shows (CSV: per row)"
+)
+@click.option(
+    "--target", "-t", type=str, default=None, help="class or prompt to edit into (CSV: per row)"
+)
 @model_option
+@device_options
+@size_option
 @steps_option
 @seed_option
 @guidance_option(3.0, "classifier-free guidance scale of the target")
@@ -127,7 +142,7 @@ STRENGTH = {"sdedit": 0.6, "diffedit": 0.5}
     is_flag=True,
     default=False,
     show_default=True,
-    help="resize an image of another size (centre crop + bicubic)",
+    help="resize an image of another size (centre crop + bicubic); implied for Stable Diffusion",
 )
 @overwrite_option
 @input_errors

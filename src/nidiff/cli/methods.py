@@ -1,0 +1,201 @@
+r"""The editing methods of ``nidiff edit``: one small function and one table row each.
+
+Every method maps :math:`(x_0, c_{src}, c_{tgt})` in the model's space (pixels or SD latents,
+:mod:`nidiff.cli.model`) to an :class:`~nidiff.editing.EditResult` and the model calls it spent
+outside that result (weighting map, inversion). **Adding a method** (e.g. Prompt-to-Prompt):
+write ``def _name(c: Call) -> tuple[EditResult, int]`` and add a :class:`Method` row to
+:data:`METHODS`; ``--method`` choices, its help and ``--save-map`` / ``--skip`` checks follow
+from the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["METHODS", "Call", "EditOptions", "Method", "run_method"]
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """The resolved numeric options of ``nidiff edit`` (see its ``--help``)."""
+
+    steps: int
+    guidance: float
+    source_guidance: float
+    eta: float
+    skip: int
+    strength: float
+    factor: int
+    map_n: int
+    map_strength: float
+    threshold: float
+    preserve: bool
+
+
+@dataclass(frozen=True)
+class Call:
+    """One edit: the model (:class:`~nidiff.cli.model.LoadedCli`), its input and conditions,
+    the leading grid of ``o.steps`` steps and the one generator every draw comes from."""
+
+    m: Any
+    x0: Tensor
+    src: Any
+    tgt: Any
+    grid: Any
+    g: torch.Generator
+    o: EditOptions
+
+    @property
+    def guide(self) -> dict[str, Any]:
+        """Target-side guidance: ``--guidance`` with the model's unconditional condition."""
+        return {"guidance": self.o.guidance, "null_cond": self.m.null}
+
+    @property
+    def src_guide(self) -> dict[str, Any]:
+        """Inversion-side guidance: ``--source-guidance``."""
+        return {"guidance": self.o.source_guidance, "null_cond": self.m.null}
+
+    def weighting_map(self):
+        from ..editing import weighting_map
+
+        o = self.o
+        return weighting_map(
+            self.m.denoiser, self.x0, self.m.process, source_cond=self.src, target_cond=self.tgt,
+            strength=o.map_strength, n=o.map_n, generator=self.g,
+        )  # fmt: skip
+
+    def ef_invert(self):
+        from ..inversion import edit_friendly_invert
+
+        return edit_friendly_invert(
+            self.m.denoiser, self.x0, self.m.process, self.grid, cond=self.src, eta=self.o.eta,
+            generator=self.g, **self.src_guide,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row of :data:`METHODS`: the function, a one-line help, whether it has a λ map or mask
+    (``--save-map``) and whether it inverts and then skips steps (``--skip``)."""
+
+    run: Callable[[Call], tuple[Any, int]]
+    about: str
+    has_map: bool = False
+    skips: bool = False
+
+
+def _ngdm(c: Call) -> tuple[Any, int]:
+    from ..editing import ngdm
+
+    wm = c.weighting_map()
+    res = ngdm(
+        c.m.denoiser, c.x0, c.m.process, c.grid, wm.lam, cond=c.tgt, eta=c.o.eta,
+        generator=c.g, preserve=c.o.preserve, **c.guide,
+    )  # fmt: skip
+    return res, wm.nfe
+
+
+def _ngdm_ef(c: Call) -> tuple[Any, int]:
+    from ..editing import ngdm_edit_friendly
+
+    wm = c.weighting_map()
+    inv = c.ef_invert()
+    res = ngdm_edit_friendly(
+        c.m.denoiser, inv, c.m.process, wm.lam, cond=c.tgt, preserve=c.o.preserve, **c.guide
+    )
+    return res, wm.nfe + c.o.steps
+
+
+def _ef(c: Call) -> tuple[Any, int]:
+    from ..inversion import edit_friendly_regenerate
+
+    inv = c.ef_invert()
+    res = edit_friendly_regenerate(
+        c.m.denoiser, inv, c.m.process, cond=c.tgt, skip=c.o.skip, **c.guide
+    )
+    return res, c.o.steps
+
+
+def _cycle(c: Call) -> tuple[Any, int]:
+    from ..inversion import cycle_edit, cycle_invert
+
+    inv = cycle_invert(
+        c.m.denoiser, c.x0, c.m.process, c.grid, cond=c.src, eta=c.o.eta, generator=c.g,
+        **c.src_guide,
+    )  # fmt: skip
+    return cycle_edit(c.m.denoiser, inv, c.m.process, cond=c.tgt, skip=c.o.skip, **c.guide), (
+        c.o.steps
+    )
+
+
+def _ddim(c: Call) -> tuple[Any, int]:
+    from ..inversion import ddim_edit, ddim_invert
+
+    inv = ddim_invert(c.m.denoiser, c.x0, c.m.process, c.grid, cond=c.src, **c.src_guide)
+    res = ddim_edit(c.m.denoiser, inv, c.m.process, cond=c.tgt, skip=c.o.skip, **c.guide)
+    return res, inv.nfe
+
+
+def _sdedit(c: Call) -> tuple[Any, int]:
+    from ..editing import sdedit
+
+    res = sdedit(
+        c.m.denoiser, c.x0, c.m.process, c.grid, strength=c.o.strength, cond=c.tgt,
+        eta=c.o.eta, generator=c.g, **c.guide,
+    )  # fmt: skip
+    return res, 0
+
+
+def _ilvr(c: Call) -> tuple[Any, int]:
+    from ..editing import ilvr
+
+    res = ilvr(
+        c.m.denoiser, c.x0, c.m.process, c.grid, factor=c.o.factor, cond=c.tgt, eta=c.o.eta,
+        generator=c.g, **c.guide,
+    )  # fmt: skip
+    return res, 0
+
+
+def _diffedit(c: Call) -> tuple[Any, int]:
+    from ..editing import diffedit
+
+    o = c.o
+    res = diffedit(
+        c.m.denoiser, c.x0, c.m.process, c.grid, source_cond=c.src, target_cond=c.tgt,
+        strength=o.strength, mask_strength=o.map_strength, mask_n=o.map_n,
+        mask_threshold=o.threshold, generator=c.g, **c.guide,
+    )  # fmt: skip
+    return res, 0
+
+
+#: ``--method`` NAME → :class:`Method`, in the order ``--help`` lists them. The seam for new
+#: methods (module docstring).
+METHODS: dict[str, Method] = {
+    "ngdm": Method(_ngdm, "per-pixel start times (NGDM Alg. 1)", has_map=True),
+    "ef": Method(_ef, "edit-friendly DDPM inversion", skips=True),
+    "ngdm-ef": Method(_ngdm_ef, "NGDM on edit-friendly inversion", has_map=True),
+    "sdedit": Method(_sdedit, "SDEdit"),
+    "ilvr": Method(_ilvr, "ILVR"),
+    "ddim": Method(_ddim, "DDIM inversion", skips=True),
+    "cycle": Method(_cycle, "CycleDiffusion", skips=True),
+    "diffedit": Method(_diffedit, "DiffEdit", has_map=True),
+}
+
+
+def run_method(
+    m: Any, x0: Tensor, method: str, src: Any, tgt: Any, *, seed: int, **opts: Any
+) -> tuple[Any, int]:
+    """Run ``method`` on ``x0`` with :class:`EditOptions` ``opts``; returns its ``EditResult``
+    and the model calls spent outside it. Every random draw comes from one generator seeded
+    with ``seed`` on the model's device."""
+    from ..schedule import leading_grid
+
+    o = EditOptions(**opts)
+    grid = leading_grid(m.process.schedule, o.steps)
+    g = torch.Generator(device=m.device).manual_seed(seed)
+    return METHODS[method].run(Call(m, x0, src, tgt, grid, g, o))
