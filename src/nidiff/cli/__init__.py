@@ -3,7 +3,10 @@
 Commands: ``edit`` (any editing method on one image), ``invert`` and ``regenerate``
 (edit-friendly inversion and its manipulations), ``sample`` (a grid of samples), ``train``
 (isotropic, GFF or edge-preserving models) and ``bench`` (measured benchmarks). Every command
-writes a JSON provenance record ``OUT.json`` next to its output. Exit codes: 0 success, 2 bad
+writes a JSON provenance record ``OUT.json`` next to its output. ``--model`` takes a bundled
+name, a nidiff model directory or a Stable Diffusion pipeline directory; commands see either
+through one protocol (:mod:`nidiff.cli.model`: :mod:`~nidiff.cli.pixel`,
+:mod:`~nidiff.cli.latent`). Exit codes: 0 success, 2 bad
 usage or input, 1 internal error.
 """
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from .common import InputError, check_outputs, input_errors, overwrite_option
+from .common import check_outputs, input_errors, overwrite_option
+from .common import resolve_device as _device
 
 __all__ = ["BENCHMARKS", "bench"]
 
@@ -57,20 +58,6 @@ _HELP = "\n\n".join(
         "\b\n" + "\n".join(f"{n:10s} {b.about}" for n, b in BENCHMARKS.items()),
     ]
 )
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError as err:
-        raise InputError(f"--device {name!r} is not a torch device ({err})") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    return name
 
 
 @click.command("bench", help=_HELP)

@@ -28,6 +28,7 @@ __all__ = [
     "device_options",
     "input_errors",
     "model_option",
+    "option_given",
     "record_path",
     "resolve_device",
     "resolve_dtype",
@@ -164,6 +165,14 @@ def device_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         show_default="auto: cuda if available, else cpu",
         help="torch device, e.g. cpu, cuda or cuda:1",
     )(fn)
+
+
+def option_given(name: str) -> bool:
+    """Whether the user set option ``name`` (command line or environment), not its default."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, ParameterSource.DEFAULT)
 
 
 def check_image_file(path: Path) -> tuple[int, int]:

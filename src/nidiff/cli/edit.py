@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
 from .batch import is_batch, read_rows, shard_of_env
 from .common import (
@@ -20,11 +19,11 @@ from .common import (
     guidance_option,
     input_errors,
     model_option,
+    option_given,
     overwrite_option,
     record_path,
     seed_option,
     size_option,
-    steps_option,
     write_record,
 )
 from .latent import EF_PAPER
@@ -43,14 +42,14 @@ _SD_EF = (
 )
 
 
-@click.command("edit")
+@click.command("edit", epilog=_SD_EF + ".")
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option(
     "--method",
     type=click.Choice(list(METHODS)),
     default="ngdm",
     show_default=True,
-    help="; ".join(f"{n}: {m.about}" for n, m in METHODS.items()),
+    help="; ".join(f"{n}: {m.about}" if m.about else n for n, m in METHODS.items()),
 )
 @click.option(
     "--source", "-s", type=str, default=None, help="class or prompt the image shows (CSV: per row)"
@@ -61,15 +60,21 @@ _SD_EF = (
 @model_option
 @device_options
 @size_option
-@steps_option
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default="50; Stable Diffusion ef: 100",
+    help="steps of the leading time grid",
+)
 @seed_option
-@guidance_option(3.0, "classifier-free guidance scale of the target")
+@guidance_option(3.0, "classifier-free guidance scale of the target (Stable Diffusion ef: 15)")
 @click.option(
     "--source-guidance",
     type=click.FloatRange(min=0),
     default=1.0,
     show_default=True,
-    help="guidance scale of the inversion (ef, ngdm-ef, ddim, cycle)",
+    help="guidance scale of the inversion (ef, ngdm-ef, ddim, cycle; Stable Diffusion ef: 3.5)",
 )
 @eta_option(
     "η of the stochastic steps (ngdm, ef, ngdm-ef, sdedit, ilvr, cycle; ef/cycle need η > 0)"
@@ -79,7 +84,7 @@ _SD_EF = (
     type=click.IntRange(min=0),
     default=None,
     show_default=f"round({SKIP_FRAC} × steps)",
-    help="noisiest steps skipped when regenerating (ef, ddim, cycle)",
+    help="noisiest steps skipped (ef, ddim, cycle; Stable Diffusion ef: 0.36 × steps)",
 )
 @click.option(
     "--strength",
@@ -93,7 +98,7 @@ _SD_EF = (
     type=click.IntRange(min=1),
     default=4,
     show_default=True,
-    help="ILVR downsampling factor (must divide the image size)",
+    help="ILVR downsampling factor (must divide the image size; Stable Diffusion: SIZE/8)",
 )
 @click.option(
     "--map-n",
@@ -135,7 +140,8 @@ _SD_EF = (
     "--save-map",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="write the λ map (ngdm, ngdm-ef) or mask (diffedit) as grey PNG",
+    help="write the λ map (ngdm, ngdm-ef) or mask (diffedit) as grey PNG (Stable Diffusion: "
+    "at latent resolution)",
 )
 @click.option(
     "--resize",
@@ -152,6 +158,9 @@ def edit(
     source: str | None,
     target: str | None,
     model: str,
+    device: str,
+    dtype: str,
+    size: int | None,
     steps: int,
     seed: int,
     guidance: float,
@@ -169,7 +178,11 @@ def edit(
     resize: bool,
     overwrite: bool,
 ) -> None:
-    """Edit IMAGE from class SOURCE into class TARGET; writes OUT and OUT.json.
+    """Edit IMAGE from SOURCE into TARGET; writes OUT and OUT.json.
+
+    SOURCE and TARGET are class names for the bundled (class-conditional) models and text
+    prompts for a Stable Diffusion pipeline directory (--model), whose methods run on VAE
+    latents (maps at latent resolution) with the pipeline's own schedule.
 
     Batch mode: IMAGE may be a folder of images (every one edited from SOURCE to TARGET) or a
     CSV file of `image,source,target` rows (paths relative to the CSV; a header row is
@@ -178,69 +191,91 @@ def edit(
     (RANK, WORLD_SIZE) each process takes rows[rank::world]. Row i uses seed SEED + i.
     """
     started = time.perf_counter()
-    if save_map is not None and method not in ("ngdm", "ngdm-ef", "diffedit"):
-        raise InputError(
-            f"--save-map needs a method with a map (ngdm, ngdm-ef, diffedit), not {method}"
-        )
-    skip = round(SKIP_FRAC * steps) if skip is None else skip
-    if method in ("ef", "ddim", "cycle") and skip >= steps:
-        raise InputError(f"--skip={skip} must be < --steps={steps}")
-    strength = STRENGTH.get(method, 0.5) if strength is None else strength
-    opts = {
+    if save_map is not None and not METHODS[method].has_map:
+        with_map = ", ".join(n for n, m in METHODS.items() if m.has_map)
+        raise InputError(f"--save-map needs a method with a map ({with_map}), not {method}")
+    given = {
         "steps": steps, "guidance": guidance, "source_guidance": source_guidance, "eta": eta,
         "skip": skip, "strength": strength, "factor": factor, "map_n": map_n,
         "map_strength": map_strength, "threshold": threshold, "preserve": preserve,
     }  # fmt: skip
+    if skip is not None and METHODS[method].skips and skip >= steps:
+        raise InputError(f"--skip={skip} must be < --steps={steps}")
+    load = {"device": device, "dtype": dtype, "size": size}
     if is_batch(image):
         if save_map is not None:
             raise InputError("--save-map is for one image; batch mode has no map outputs")
         folder = Path("edits") if out is None else out
         rows = read_rows(image, source, target, folder, method)
-        _run_batch(rows, folder, method, model, seed, resize, overwrite, opts, started)
+        _run_batch(rows, folder, method, model, load, seed, resize, overwrite, given, started)
         return
     if source is None or target is None:
         raise InputError("--source and --target are required for a single image")
     out = out if out is not None else Path(f"{image.stem}-{method}.png")
     check_outputs([out, record_path(out), save_map], [image], overwrite)
-    m = load_cli_model(model)
-    x0 = load_input(image, m, resize)
-    src, tgt = class_conditions(m, source, target)
-    nfe = _edit_one(m, x0, src, tgt, out, save_map, method, seed, opts, started, {})
+    m = load_cli_model(model, **load)
+    opts = resolve_options(m, method, given)
+    x0 = m.load_image(image, resize)
+    src, tgt = m.conditions(source, target)
+    conds = (source, target, src, tgt)
+    nfe = _edit_one(m, x0, conds, out, save_map, method, seed, opts, started, {})
     click.echo(f"wrote {out} ({method}, {nfe} model calls)")
 
 
-def _edit_one(m, x0, src, tgt, out, save_map, method, seed, opts, started, row) -> int:
-    """Edit one image, write it (and its map) and its record; returns the model calls."""
+def resolve_options(m: LoadedCli, method: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The options of one run: the model's defaults for ``method`` (the EF paper's for Stable
+    Diffusion) where the user gave none, then ``skip`` and ``strength`` from their rules."""
+    opts = dict(given)
+    defaults = m.defaults(method)
+    for name in ("steps", "eta", "guidance", "source_guidance"):
+        if name in defaults and not option_given(name):
+            opts[name] = defaults[name]
+    if opts["skip"] is None:
+        opts["skip"] = round(defaults.get("skip_frac", SKIP_FRAC) * opts["steps"])
+    if METHODS[method].skips and opts["skip"] >= opts["steps"]:
+        raise InputError(f"--skip={opts['skip']} must be < --steps={opts['steps']}")
+    if opts["strength"] is None:
+        opts["strength"] = STRENGTH.get(method, 0.5)
+    return opts
+
+
+def _edit_one(m, x0, conds, out, save_map, method, seed, opts, started, row) -> int:
+    """Edit one image, write it (and its map) and its record; returns the model calls.
+
+    ``conds`` is ``(source, target, source_cond, target_cond)``: names and model conditions.
+    """
     from ..imageio import save_image
 
+    source, target, src, tgt = conds
     res, extra_nfe = run_method(m, x0, method, src, tgt, seed=seed, **opts)
-    save_image(res.x0[0].clamp(-1, 1), out)
+    save_image(m.to_image(res.x0)[0].clamp(-1, 1), out)
     if save_map is not None:
-        save_image(res.lam[0][:1].to(res.x0.dtype) * 2 - 1, save_map)
+        save_image(res.lam[0][:1].float() * 2 - 1, save_map)
     write_record(
         out, "edit", started, seed=seed, method=method, info=res.info,
-        nfe=res.nfe + extra_nfe, resolved={"skip": opts["skip"], "strength": opts["strength"]},
-        model=m.describe(), row=row,
+        nfe=res.nfe + extra_nfe, resolved=opts, model=m.describe(), row=row,
+        **m.condition_record("source", source, src), **m.condition_record("target", target, tgt),
         outputs={"image": str(out), "map": None if save_map is None else str(save_map)},
     )  # fmt: skip
     return res.nfe + extra_nfe
 
 
-def _run_batch(rows, folder, method, model, seed, resize, overwrite, opts, started) -> None:
-    """Edit this process's shard of ``rows``; inputs and classes are all checked first."""
+def _run_batch(rows, folder, method, model, load, seed, resize, overwrite, given, started) -> None:
+    """Edit this process's shard of ``rows``; inputs and conditions are all checked first."""
     rank, world = shard_of_env()
     # a row is done once its record (written last) exists
     mine = [r for r in rows[rank::world] if overwrite or not record_path(r.out).exists()]
     done = len(rows[rank::world]) - len(mine)
     check_outputs([r.out for r in mine], [r.image for r in rows], overwrite=True)
-    m = load_cli_model(model)
+    m = load_cli_model(model, **load)
+    opts = resolve_options(m, method, given)
     work = []
     for r in mine:  # validate every row before writing anything
-        x0 = load_input(r.image, m, resize)
-        work.append((r, x0, *class_conditions(m, r.source, r.target)))
+        x0 = m.load_image(r.image, resize)
+        work.append((r, x0, (r.source, r.target, *m.conditions(r.source, r.target))))
     label = f"edit {method} (rank {rank}/{world}, {done} done before)"
     with click.progressbar(work, label=label, file=sys.stderr) as bar:
-        for r, x0, src, tgt in bar:
+        for r, x0, conds in bar:
             row = {
                 "index": r.index,
                 "image": str(r.image),
@@ -249,114 +284,6 @@ def _run_batch(rows, folder, method, model, seed, resize, overwrite, opts, start
                 "rank": rank,
                 "world_size": world,
             }
-            _edit_one(m, x0, src, tgt, r.out, None, method, seed + r.index, opts,
+            _edit_one(m, x0, conds, r.out, None, method, seed + r.index, opts,
                       time.perf_counter(), row)  # fmt: skip
     click.echo(f"wrote {len(work)} edits to {folder} ({done} already there)")
-
-
-def run_method(
-    m,
-    x0: torch.Tensor,
-    method: str,
-    src: Any,
-    tgt: Any,
-    *,
-    seed: int,
-    steps: int,
-    guidance: float,
-    source_guidance: float,
-    eta: float,
-    skip: int,
-    strength: float,
-    factor: int,
-    map_n: int,
-    map_strength: float,
-    threshold: float,
-    preserve: bool,
-) -> tuple[Any, int]:
-    """Run one editing method; returns its ``EditResult`` and the model calls spent outside it
-    (weighting map, inversion)."""
-    from .. import editing, inversion
-    from ..schedule import leading_grid
-
-    lm, null = m.m, m.null
-    model, process = lm.denoiser, lm.process
-    grid = leading_grid(lm.schedule, steps)
-    g = torch.Generator().manual_seed(seed)
-    guide = {"guidance": guidance, "null_cond": null}
-    src_guide = {"guidance": source_guidance, "null_cond": null}
-    if method in ("ngdm", "ngdm-ef"):
-        wm = editing.weighting_map(
-            model,
-            x0,
-            process,
-            source_cond=src,
-            target_cond=tgt,
-            strength=map_strength,
-            n=map_n,
-            generator=g,
-        )
-        if method == "ngdm":
-            res = editing.ngdm(
-                model,
-                x0,
-                process,
-                grid,
-                wm.lam,
-                cond=tgt,
-                eta=eta,
-                generator=g,
-                preserve=preserve,
-                **guide,
-            )
-            return res, wm.nfe
-        inv = inversion.edit_friendly_invert(
-            model, x0, process, grid, cond=src, eta=eta, generator=g, **src_guide
-        )
-        res = editing.ngdm_edit_friendly(
-            model, inv, process, wm.lam, cond=tgt, preserve=preserve, **guide
-        )
-        return res, wm.nfe + steps
-    if method == "ef":
-        inv = inversion.edit_friendly_invert(
-            model, x0, process, grid, cond=src, eta=eta, generator=g, **src_guide
-        )
-        return inversion.edit_friendly_regenerate(
-            model, inv, process, cond=tgt, skip=skip, **guide
-        ), steps
-    if method == "cycle":
-        inv = inversion.cycle_invert(
-            model, x0, process, grid, cond=src, eta=eta, generator=g, **src_guide
-        )
-        return inversion.cycle_edit(model, inv, process, cond=tgt, skip=skip, **guide), steps
-    if method == "ddim":
-        dinv = inversion.ddim_invert(model, x0, process, grid, cond=src, **src_guide)
-        res = inversion.ddim_edit(model, dinv, process, cond=tgt, skip=skip, **guide)
-        return res, dinv.nfe
-    if method == "sdedit":
-        res = editing.sdedit(
-            model, x0, process, grid, strength=strength, cond=tgt, eta=eta, generator=g, **guide
-        )
-        return res, 0
-    if method == "ilvr":
-        res = editing.ilvr(
-            model, x0, process, grid, factor=factor, cond=tgt, eta=eta, generator=g, **guide
-        )
-        return res, 0
-    if method == "diffedit":
-        res = editing.diffedit(
-            model,
-            x0,
-            process,
-            grid,
-            source_cond=src,
-            target_cond=tgt,
-            strength=strength,
-            mask_strength=map_strength,
-            mask_n=map_n,
-            mask_threshold=threshold,
-            generator=g,
-            **guide,
-        )
-        return res, 0
-    raise AssertionError(f"unhandled method {method}")  # pragma: no cover (click.Choice)

@@ -10,24 +10,27 @@ import torch
 
 from .common import (
     check_outputs,
-    class_conditions,
+    device_options,
     eta_option,
     guidance_option,
     input_errors,
-    load_cli_model,
-    load_input,
     model_option,
+    option_given,
     overwrite_option,
     record_path,
     seed_option,
-    steps_option,
+    size_option,
     write_record,
 )
+from .model import load_cli_model
 
 
-@click.command("invert")
+@click.command(
+    "invert",
+    epilog="Stable Diffusion: unless given, the EF paper's 100 steps, η 1 and guidance 3.5.",
+)
 @click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--source", "-s", type=str, required=True, help="class the image shows")
+@click.option("--source", "-s", type=str, required=True, help="class or prompt the image shows")
 @click.option(
     "--out",
     "-o",
@@ -36,16 +39,24 @@ from .common import (
     help="inversion file (.safetensors); the record goes to OUT.json",
 )
 @model_option
-@steps_option
+@device_options
+@size_option
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default="50; Stable Diffusion: 100",
+    help="steps of the leading time grid",
+)
 @seed_option
-@guidance_option(1.0, "classifier-free guidance scale of the inversion")
+@guidance_option(1.0, "classifier-free guidance scale of the inversion (Stable Diffusion: 3.5)")
 @eta_option("η of the inverted steps, in (0, 1]", min_open=True)
 @click.option(
     "--resize",
     is_flag=True,
     default=False,
     show_default=True,
-    help="resize an image of another size (centre crop + bicubic)",
+    help="resize an image of another size (centre crop + bicubic); implied for Stable Diffusion",
 )
 @overwrite_option
 @input_errors
@@ -54,6 +65,9 @@ def invert(
     source: str,
     out: Path,
     model: str,
+    device: str,
+    dtype: str,
+    size: int | None,
     steps: int,
     seed: int,
     guidance: float,
@@ -61,7 +75,7 @@ def invert(
     resize: bool,
     overwrite: bool,
 ) -> None:
-    """Invert IMAGE (of class SOURCE) into its edit-friendly noise maps; writes OUT and OUT.json.
+    """Invert IMAGE (of class or prompt SOURCE) into edit-friendly noise maps; writes OUT, OUT.json.
 
     Regenerate or edit the result with `nidiff regenerate OUT`.
     """
@@ -70,20 +84,23 @@ def invert(
 
     started = time.perf_counter()
     check_outputs([out, record_path(out)], [image], overwrite)
-    m = load_cli_model(model)
-    x0 = load_input(image, m, resize)
-    (src,) = class_conditions(m, source)
-    lm = m.m
+    m = load_cli_model(model, device=device, dtype=dtype, size=size)
+    paper = m.defaults("ef")  # the EF paper's settings for Stable Diffusion; none for pixels
+    steps = steps if option_given("steps") else paper.get("steps", steps)
+    eta = eta if option_given("eta") else paper.get("eta", eta)
+    guidance = guidance if option_given("guidance") else paper.get("source_guidance", guidance)
+    x0 = m.load_image(image, resize)
+    (src,) = m.conditions(source)
     inv = edit_friendly_invert(
-        lm.denoiser,
+        m.denoiser,
         x0,
-        lm.process,
-        leading_grid(lm.schedule, steps),
+        m.process,
+        leading_grid(m.process.schedule, steps),
         cond=src,
         guidance=guidance,
         null_cond=m.null,
         eta=eta,
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator(device=m.device).manual_seed(seed),
     )
     save_inversion(inv, out, overwrite=overwrite)
     write_record(
@@ -93,7 +110,8 @@ def invert(
         seed=seed,
         method="edit_friendly",
         nfe=steps,
+        resolved={"steps": steps, "eta": eta, "guidance": guidance},
         model=m.describe(),
-        source_class=int(src) if src is not None else None,
+        **m.condition_record("source", source, src),
     )
     click.echo(f"wrote {out} ({steps} maps)")

@@ -60,6 +60,7 @@ class LatentModel:
         try:
             from ..models.stable_diffusion import StableDiffusion
 
+            _quiet()
             sd = StableDiffusion.from_pretrained(path, device=device, dtype=dtype)
         except ImportError as err:
             raise InputError(
@@ -139,3 +140,12 @@ class LatentModel:
             "device": str(self.device),
             "dtype": str(self.sd.dtype).removeprefix("torch."),
         }
+
+
+def _quiet() -> None:
+    """No loading progress bars from diffusers/transformers on the CLI's stderr."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()

@@ -80,11 +80,12 @@ class Call:
 
 @dataclass(frozen=True)
 class Method:
-    """A row of :data:`METHODS`: the function, a one-line help, whether it has a λ map or mask
-    (``--save-map``) and whether it inverts and then skips steps (``--skip``)."""
+    """A row of :data:`METHODS`: the function, a short help (empty: the name says it), whether
+    it has a λ map or mask (``--save-map``) and whether it inverts, then skips steps
+    (``--skip``)."""
 
     run: Callable[[Call], tuple[Any, int]]
-    about: str
+    about: str = ""
     has_map: bool = False
     skips: bool = False
 
@@ -177,13 +178,13 @@ def _diffedit(c: Call) -> tuple[Any, int]:
 #: methods (module docstring).
 METHODS: dict[str, Method] = {
     "ngdm": Method(_ngdm, "per-pixel start times (NGDM Alg. 1)", has_map=True),
-    "ef": Method(_ef, "edit-friendly DDPM inversion", skips=True),
-    "ngdm-ef": Method(_ngdm_ef, "NGDM on edit-friendly inversion", has_map=True),
-    "sdedit": Method(_sdedit, "SDEdit"),
-    "ilvr": Method(_ilvr, "ILVR"),
+    "ef": Method(_ef, "edit-friendly inversion", skips=True),
+    "ngdm-ef": Method(_ngdm_ef, "both", has_map=True),
+    "sdedit": Method(_sdedit),
+    "ilvr": Method(_ilvr),
     "ddim": Method(_ddim, "DDIM inversion", skips=True),
     "cycle": Method(_cycle, "CycleDiffusion", skips=True),
-    "diffedit": Method(_diffedit, "DiffEdit", has_map=True),
+    "diffedit": Method(_diffedit, has_map=True),
 }
 
 

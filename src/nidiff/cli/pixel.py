@@ -87,8 +87,9 @@ class PixelModel:
             labels = c.repeat(num)
         elif self.m.num_classes:
             labels = torch.arange(num, device=self.device) % self.m.num_classes
-        model = self.denoiser if labels is None else with_guidance(self.denoiser, guidance, self.null)
-        return model, labels, {"labels": labels}
+        if labels is None:
+            return self.denoiser, None, {"labels": None}
+        return with_guidance(self.denoiser, guidance, self.null), labels, {"labels": labels}
 
     def shape(self, num: int) -> tuple[int, ...]:
         return (num, self.channels, self.size, self.size)

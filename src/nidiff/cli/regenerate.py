@@ -13,14 +13,13 @@ from ..bundled import MODELS
 from .common import (
     InputError,
     check_outputs,
-    class_conditions,
+    device_options,
     input_errors,
-    load_cli_model,
-    load_input,
     overwrite_option,
     record_path,
     write_record,
 )
+from .model import load_cli_model
 
 
 def _model_of(inversion: Path) -> str:
@@ -57,16 +56,18 @@ def _shift(value: str | None) -> tuple[int, int] | None:
     "-t",
     type=str,
     default=None,
-    show_default="the inversion's class",
-    help="class to regenerate into",
+    show_default="the inversion's class or prompt",
+    help="class or prompt to regenerate into",
 )
 @click.option(
     "--model",
     type=str,
     default=None,
     show_default="the model named in INVERSION.json, else 'default'",
-    help="bundled model name or model directory (must be the inversion's)",
+    help="bundled model name, model or Stable Diffusion pipeline directory (must be the "
+    "inversion's)",
 )
+@device_options
 @click.option(
     "--skip",
     type=click.IntRange(min=0),
@@ -86,7 +87,8 @@ def _shift(value: str | None) -> tuple[int, int] | None:
     type=str,
     default=None,
     metavar="DX,DY",
-    help="shift all noise maps DX columns right, DY rows down (--skip 0)",
+    help="shift all noise maps DX columns right, DY rows down (--skip 0; Stable Diffusion: "
+    "latent pixels)",
 )
 @click.option(
     "--flip",
@@ -120,7 +122,8 @@ def _shift(value: str | None) -> tuple[int, int] | None:
     is_flag=True,
     default=False,
     show_default=True,
-    help="resize --color-mask/--color images of another size to the model's",
+    help="resize --color-mask/--color images of another size to the model's (implied for "
+    "Stable Diffusion)",
 )
 @overwrite_option
 @input_errors
@@ -129,6 +132,8 @@ def regenerate(
     out: Path,
     target: str | None,
     model: str | None,
+    device: str,
+    dtype: str,
     skip: int,
     guidance: float | None,
     shift: str | None,
@@ -164,16 +169,16 @@ def regenerate(
     if not inversion.is_file():
         raise InputError(f"inversion file {inversion} does not exist")
     model = _model_of(inversion) if model is None else model
-    m = load_cli_model(model)
-    lm = m.m
-    inv = load_inversion(inversion, process=lm.process)
-    (tgt,) = class_conditions(m, target)
+    m = load_cli_model(model, device=device, dtype=dtype)
+    inv = load_inversion(inversion, process=m.process, device=str(m.device))
+    m.size = int(inv.x0.shape[-1]) * m.factor  # the inverted image's size
+    (tgt,) = m.conditions(target)
     kw = {"cond": tgt, "guidance": guidance, "null_cond": m.null, "skip": skip}
     if color_mask is not None:
-        mask = (load_input(color_mask, m, resize)[:, :1] + 1) / 2
-        color = load_input(color_file, m, resize)
+        mask = m.load_mask(color_mask, resize)
+        color = m.load_image(color_file, resize)
         res = color_edit(
-            lm.denoiser, inv, lm.process, mask=mask, color=color, strength=color_strength, **kw
+            m.denoiser, inv, m.process, mask=mask, color=color, strength=color_strength, **kw
         )
     else:
         maps = [inv.x_T, *inv.zs]
@@ -183,8 +188,8 @@ def regenerate(
             maps = flip_maps(maps)
         if manipulated:
             kw |= {"x_T": maps[0], "zs": maps[1:]}
-        res = edit_friendly_regenerate(lm.denoiser, inv, lm.process, **kw)
-    save_image(res.x0[0].clamp(-1, 1), out)
+        res = edit_friendly_regenerate(m.denoiser, inv, m.process, **kw)
+    save_image(m.to_image(res.x0)[0].clamp(-1, 1), out)
     write_record(
         out,
         "regenerate",
@@ -193,7 +198,7 @@ def regenerate(
         info=res.info,
         nfe=res.nfe,
         model=m.describe(),
-        target_class=None if tgt is None else int(tgt),
+        **m.condition_record("target", target, tgt),
         manipulations={"shift": dxdy, "flip": flip, "color": color_mask is not None},
         seed=None,
     )

@@ -10,22 +10,25 @@ import torch
 
 from .common import (
     check_outputs,
-    class_conditions,
+    device_options,
     eta_option,
     guidance_option,
     input_errors,
-    load_cli_model,
     model_option,
     overwrite_option,
     record_path,
     seed_option,
+    size_option,
     steps_option,
     write_record,
 )
+from .model import load_cli_model
 
 
 @click.command("sample")
 @model_option
+@device_options
+@size_option
 @click.option(
     "--num",
     "-n",
@@ -39,11 +42,11 @@ from .common import (
     "class_name",
     type=str,
     default=None,
-    show_default="all classes in turn",
-    help="class of every sample",
+    show_default="all classes in turn; Stable Diffusion: unconditional",
+    help="class or prompt of every sample",
 )
 @steps_option
-@guidance_option(3.0, "classifier-free guidance scale (class-conditional models)")
+@guidance_option(3.0, "classifier-free guidance scale (conditional models, with --class)")
 @eta_option("η: 1 ancestral (DDPM) steps, 0 deterministic DDIM")
 @seed_option
 @click.option(
@@ -64,6 +67,9 @@ from .common import (
 @input_errors
 def sample(
     model: str,
+    device: str,
+    dtype: str,
+    size: int | None,
     num: int,
     class_name: str | None,
     steps: int,
@@ -74,33 +80,28 @@ def sample(
     out: Path,
     overwrite: bool,
 ) -> None:
-    """Sample NUM images from MODEL and write them as one grid OUT (with OUT.json)."""
-    from ..generate import generate
+    """Sample NUM images from MODEL and write them as one grid OUT (with OUT.json).
+
+    x_T = Σ^{1/2} z with z ~ N(0, I) from the seeded generator, then STEPS steps of DDIM(η)
+    over the leading grid; Stable Diffusion samples latents and decodes them.
+    """
+    from ..generate import prior_noise
     from ..imageio import save_grid
+    from ..noise import white_noise
+    from ..samplers import sample as run_sampler
     from ..schedule import leading_grid
 
     started = time.perf_counter()
     check_outputs([out, record_path(out)], [], overwrite)
-    m = load_cli_model(model)
-    lm = m.m
-    labels = None
-    if class_name is not None:
-        (c,) = class_conditions(m, class_name)
-        labels = c.repeat(num)
-    elif lm.num_classes:
-        labels = torch.arange(num) % lm.num_classes
-    x = generate(
-        lm.denoiser,
-        lm.step_rule(eta),
-        leading_grid(lm.schedule, steps),
-        (num, m.channels, m.size, m.size),
-        noise=lm.noise,
-        labels=labels,
-        guidance=guidance,
-        null_class=lm.null_class,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    save_grid(x.clamp(-1, 1), out, nrow=nrow)
+    m = load_cli_model(model, device=device, dtype=dtype, size=size)
+    net, cond, conditioning = m.sampling(class_name, num, guidance)
+    g = torch.Generator(device=m.device).manual_seed(seed)
+    x_T = prior_noise(m.process.noise).color(white_noise(m.shape(num), generator=g))
+    with torch.no_grad():
+        grid = leading_grid(m.process.schedule, steps)
+        x = run_sampler(net, x_T, grid, m.process.rule(eta), cond=cond, noise=g).x0
+        images = torch.cat([m.to_image(x[i : i + 1]) for i in range(num)])
+    save_grid(images.clamp(-1, 1), out, nrow=nrow)
     write_record(
         out,
         "sample",
@@ -109,6 +110,6 @@ def sample(
         method="ddim" if eta < 1 else "ddpm",
         nfe=steps,
         model=m.describe(),
-        labels=labels,
+        **conditioning,
     )
     click.echo(f"wrote {out} ({num} samples)")

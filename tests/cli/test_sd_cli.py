@@ -1,0 +1,210 @@
+"""Stable Diffusion through the ``nidiff`` command line, on the tiny offline pipeline of
+``tests/models/_tiny_sd.py`` (VAE factor 2: 32² images ↔ 16² latents)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+
+from nidiff.cli import cli
+from nidiff.cli.methods import METHODS
+
+SOURCE, TARGET = "a photo of a cat", "a photo of a dog"
+FAST = ["--steps", "4", "--size", "32", "--device", "cpu"]
+
+
+def _tiny():
+    """``tests/models/_tiny_sd.py`` (tests are not a package under importlib mode)."""
+    name = "nidiff_tests_tiny_sd"
+    if name not in sys.modules:
+        path = Path(__file__).parents[1] / "models" / "_tiny_sd.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def ok(*args):
+    result = run(*args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def bad(*args, match: str, out: Path):
+    """Exit 2, one ``Error:`` line naming the problem, no traceback, no output."""
+    result = run(*args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and match in errors[0], result.stderr
+    assert not out.exists() and not out.with_name(out.name + ".json").exists()
+
+
+def record(out: Path) -> dict:
+    return json.loads(out.with_name(out.name + ".json").read_text())
+
+
+def rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        assert img.mode == "RGB"
+        return np.asarray(img, dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A work folder holding the tiny pipeline (``pipeline/``) and a 48×40 photo."""
+    root = tmp_path_factory.mktemp("sd_cli")
+    _tiny().save_tiny_pipeline(root)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / "photo.png")
+    return root
+
+
+# ---- every command end to end -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_edit_each_method(work, method):
+    out = work / f"edit-{method}.png"
+    extra = ["--save-map", work / f"map-{method}.png"] if METHODS[method].has_map else []
+    ok("edit", work / "photo.png", "--model", work / "pipeline", "-s", SOURCE, "-t", TARGET,
+       "--method", method, *FAST, "--seed", "5", "--out", out, *extra)  # fmt: skip
+    assert rgb(out).shape == (32, 32, 3)
+    if extra:
+        with Image.open(extra[1]) as lam:
+            assert lam.size == (16, 16)  # λ / mask at latent resolution
+    rec = record(out)
+    assert rec["model"]["kind"] == "stable-diffusion"
+    assert rec["model"]["dir"] == str((work / "pipeline").resolve())
+    assert rec["model"]["latent_shape"] == [4, 16, 16]
+    assert (rec["source_prompt"], rec["target_prompt"]) == (SOURCE, TARGET)
+    assert rec["resolved"]["steps"] == 4 and rec["nfe"] >= 1
+
+
+def test_ef_follows_the_paper_unless_told(work, monkeypatch):
+    import nidiff.cli.edit as edit_module
+
+    seen = {}
+
+    def stop(*args, **opts):
+        seen.update(opts)
+        raise KeyboardInterrupt  # click: exit 1, nothing written
+
+    edit = ["edit", work / "photo.png", "--model", work / "pipeline", "-s", SOURCE, "-t", TARGET,
+            "--method", "ef", "--size", "32", "--device", "cpu"]  # fmt: skip
+    with monkeypatch.context() as patched:
+        patched.setattr(edit_module, "run_method", stop)
+        run(*edit, "--out", work / "ef-none.png")
+    assert (seen["steps"], seen["skip"]) == (100, 36)
+    out = work / "ef-paper.png"
+    ok(*edit, "--steps", "10", "--out", out)
+    r = record(out)["resolved"]
+    assert (r["guidance"], r["source_guidance"], r["eta"], r["skip"]) == (15.0, 3.5, 1.0, 4)
+    out2 = work / "ef-told.png"
+    ok("edit", work / "photo.png", "--model", work / "pipeline", "-s", SOURCE, "-t", TARGET,
+       "--method", "ef", *FAST, "--guidance", "2", "--skip", "1", "--out", out2)  # fmt: skip
+    r = record(out2)["resolved"]
+    assert (r["guidance"], r["source_guidance"], r["skip"]) == (2.0, 3.5, 1)
+    assert "--skip 36 of 100" in ok("edit", "--help").output.replace("\n  ", " ")
+
+
+def test_invert_regenerate_reconstructs_the_latents(work, monkeypatch):
+    from nidiff.cli.latent import LatentModel
+    from nidiff.inversion import load_inversion
+    from nidiff.models.stable_diffusion import StableDiffusion
+
+    inv = work / "inv.safetensors"
+    ok("invert", work / "photo.png", "--model", work / "pipeline", "-s", SOURCE, *FAST,
+       "--out", inv)  # fmt: skip
+    rec = record(inv)
+    assert rec["source_prompt"] == SOURCE and rec["resolved"]["guidance"] == 3.5
+    decoded: list[torch.Tensor] = []
+    to_image = LatentModel.to_image
+
+    def spy(self, x):
+        decoded.append(x.clone())
+        return to_image(self, x)
+
+    monkeypatch.setattr(LatentModel, "to_image", spy)
+    same = work / "same.png"
+    ok("regenerate", inv, "--out", same, "--device", "cpu")  # model dir from the record
+    assert record(same)["model"]["dir"] == str((work / "pipeline").resolve())
+    sd = StableDiffusion.from_pretrained(work / "pipeline")
+    z0 = sd.encode_image(sd.load_image(work / "photo.png", 32))
+    torch.testing.assert_close(load_inversion(inv).x0, z0, rtol=0, atol=1e-6)
+    assert (decoded[0] - z0).abs().max() <= 1e-5
+    # the PNG is the decoded input latents, quantised the same way
+    ref = work / "ref.png"
+    from nidiff.imageio import save_image
+
+    save_image(sd.decode_latents(z0)[0], ref)
+    assert np.abs(rgb(same) - rgb(ref)).max() <= 1
+    ok("regenerate", inv, "-t", TARGET, "--skip", "1", "--out", work / "dog.png")
+    assert record(work / "dog.png")["target_prompt"] == TARGET
+    mask = work / "mask.png"
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(mask)
+    ok("regenerate", inv, "--color-mask", mask, "--color", work / "photo.png",
+       "--out", work / "col.png")  # fmt: skip
+    assert rgb(work / "col.png").shape == (32, 32, 3)
+
+
+def test_sample(work):
+    out = work / "grid.png"
+    ok("sample", "--model", work / "pipeline", "-n", "2", "--class", TARGET, *FAST, "--out", out)
+    assert rgb(out).shape == (36, 70, 3)  # 1 × 2 tiles of 32 with 2-pixel padding
+    assert record(out)["prompt"] == TARGET
+    ok("sample", "--model", work / "pipeline", "-n", "1", *FAST, "--out", work / "uncond.png")
+    assert record(work / "uncond.png")["prompt"] is None
+
+
+def test_long_prompt_is_truncated_with_a_warning(work):
+    out = work / "long.png"
+    result = ok("edit", work / "photo.png", "--model", work / "pipeline", "-s", SOURCE,
+                "-t", "a dog " * 40, "--method", "sdedit", *FAST, "--out", out)  # fmt: skip
+    assert "Warning:" in result.stderr and "truncated" in result.stderr
+    assert out.exists()
+
+
+# ---- bad inputs: exit 2, one line, nothing written ----------------------------------------------
+
+
+def test_bad_pipelines_sizes_and_devices(work, tmp_path):
+    photo, out = work / "photo.png", tmp_path / "out.png"
+    edit = ["edit", photo, "-s", SOURCE, "-t", TARGET, "--method", "sdedit", "--out", out]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad(*edit, "--model", empty, match="nor a diffusers pipeline directory", out=out)
+    no_unet = tmp_path / "no-unet"
+    shutil.copytree(work / "pipeline", no_unet, ignore=shutil.ignore_patterns("unet"))
+    bad(*edit, "--model", no_unet, match="lacks the component(s) unet", out=out)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model_index.json").write_text("{not json")
+    bad(*edit, "--model", broken, match="is not readable JSON", out=out)
+    sd = ["--model", work / "pipeline", "--device", "cpu"]
+    bad(*edit, *sd, "--size", "33", match="multiple of the VAE's downsampling factor 2", out=out)
+    bad(*edit, *sd, "--dtype", "float16", match="float16 needs a CUDA device", out=out)
+    inv = tmp_path / "inv.safetensors"
+    bad("invert", photo, "-s", SOURCE, *sd, "--size", "31", "--out", inv,
+        match="multiple of the VAE", out=inv)  # fmt: skip
+    bad("sample", *sd, "--size", "31", "--out", out, match="multiple of the VAE", out=out)
+    bad("sample", "--size", "32", "--device", "cpu", "--out", out, match="pixel model", out=out)
+    if not torch.cuda.is_available():
+        bad(*edit, *sd[:2], "--device", "cuda", match="CUDA is not available", out=out)
