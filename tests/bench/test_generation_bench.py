@@ -79,3 +79,52 @@ def test_run_tiny_end_to_end():
         assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and 0 <= r["accuracy"] <= 1
     assert result["seconds"] > 0
     assert "| isotropic | DDPM η = 1 |" in generation.markdown(result)
+
+
+def _check_png(path):
+    """A readable PNG of at least 300 × 200 pixels that is not one flat colour."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width >= 300 and im.height >= 200, (im.format, im.size)
+        lo, hi = im.convert("L").getextrema()
+        assert hi - lo > 100, (lo, hi)
+
+
+def test_plot_writes_the_fid_and_precision_recall_figure(tmp_path):
+    pytest.importorskip("matplotlib")
+    paths = generation.plot(_fake_result(), tmp_path)
+    assert paths == [tmp_path / "generation.png"]
+    _check_png(paths[0])
+    assert [p.name for p in tmp_path.iterdir()] == ["generation.png"]
+
+
+def test_cli_out_writes_json_table_and_plot(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from click.testing import CliRunner
+
+    from nidiff.cli import cli
+
+    def invoke(*args):
+        return CliRunner().invoke(cli, ["bench", "generation", *map(str, args)])
+
+    monkeypatch.setattr(generation, "run", lambda quick, device: _fake_result())
+    out = tmp_path / "out"
+    res = invoke("--quick", "--device", "cpu", "--out", out)
+    assert res.exit_code == 0, (res.output, res.exception)
+    names = ["generation.json", "generation.md", "generation.png"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert json.loads((out / "generation.json").read_text()) == _fake_result()
+    assert (out / "generation.md").read_text() == generation.markdown(_fake_result()) + "\n"
+    _check_png(out / "generation.png")
+    res = invoke("--out", out)
+    assert res.exit_code == 2 and "--overwrite" in res.stderr, res.output
+    assert invoke("--out", out, "--overwrite").exit_code == 0
+
+    def missing(quick, device):
+        raise FileNotFoundError("Fashion-MNIST is not installed")
+
+    monkeypatch.setattr(generation, "run", missing)
+    res = invoke("--out", tmp_path / "none")
+    assert res.exit_code == 2 and "not installed" in res.stderr, res.output
+    assert not (tmp_path / "none").exists()

@@ -51,3 +51,82 @@ def test_tables_render(stats):
 def test_registered_in_cli():
     spec = BENCHMARKS["inversion"]
     assert spec.module == "nidiff.bench.inversion" and spec.table == "markdown"
+
+
+def _fake(stats) -> dict:
+    return {
+        "preset": "custom",
+        "device": "cpu",
+        "hardware": "CPU",
+        "torch": "x",
+        "threads": 1,
+        "seconds": {"statistics": 0.5, "fashion": 0.5, "total": 1.0},
+        "statistics": stats,
+        "steps": 3,
+        "images": ["a.png", "b.png"],
+        "reconstruction": {
+            "edit-friendly": {"mean": 1e-7, "max": 2e-7, "per_image": [1e-7, 2e-7]},
+            "edit-friendly, zero_last": {"mean": 1e-2, "max": 3e-2, "per_image": [1e-2, 3e-2]},
+            "cycle": {"mean": 1e-6, "max": 2e-6, "per_image": [1e-6, 2e-6]},
+        },
+        "shift": {
+            "1": {"mse_ef": 0.01, "mse_native": 0.1, "ratio": 0.1},
+            "4": {"mse_ef": 0.05, "mse_native": 0.2, "ratio": 0.25},
+        },
+    }
+
+
+def _check_png(path):
+    """A readable PNG of at least 300 × 200 pixels that is not one flat colour."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width >= 300 and im.height >= 200, (im.format, im.size)
+        lo, hi = im.convert("L").getextrema()
+        assert hi - lo > 100, (lo, hi)
+
+
+def test_plot_writes_the_four_panel_figure(stats, tmp_path):
+    pytest.importorskip("matplotlib")
+    from nidiff.bench.inversion import plot
+
+    paths = plot(_fake(stats), tmp_path)
+    assert paths == [tmp_path / "inversion.png"]
+    _check_png(paths[0])
+    assert [p.name for p in tmp_path.iterdir()] == ["inversion.png"]
+
+
+def test_cli_out_writes_json_table_and_plot(stats, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from click.testing import CliRunner
+
+    from nidiff.bench import inversion
+    from nidiff.cli import cli
+
+    def invoke(*args):
+        return CliRunner().invoke(cli, ["bench", "inversion", *map(str, args)])
+
+    fake = json.loads(json.dumps(_fake(stats)))
+    monkeypatch.setattr(inversion, "run", lambda quick, device: fake)
+    out = tmp_path / "out"
+    res = invoke("--quick", "--device", "cpu", "--out", out)
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "inversion.json",
+        "inversion.md",
+        "inversion.png",
+    ]
+    assert json.loads((out / "inversion.json").read_text()) == fake
+    assert (out / "inversion.md").read_text() == markdown(fake) + "\n"
+    _check_png(out / "inversion.png")
+    res = invoke("--out", out)
+    assert res.exit_code == 2 and "--overwrite" in res.stderr, res.output
+    assert invoke("--out", out, "--overwrite").exit_code == 0
+
+    def bad_device(quick, device):
+        raise ValueError("bad device")
+
+    monkeypatch.setattr(inversion, "run", bad_device)
+    res = invoke("--out", tmp_path / "none")
+    assert res.exit_code == 2 and "bad device" in res.stderr, res.output
+    assert not (tmp_path / "none").exists()

@@ -10,4 +10,6 @@ Run one with ``nidiff bench NAME [--quick]`` or ``python -m nidiff.bench.<name> 
   the shift experiment (EF Fig. 5, 6, 11).
 * :mod:`nidiff.bench.generation` — FID / precision / recall / accuracy of the bundled models'
   samples by sampler and number of steps (GFF paper Table 1 analog).
+* :mod:`nidiff.bench.speed` — the overhead and training-cost goals in one report with PASS/FAIL
+  verdicts, plus throughput (images/s) against batch size.
 """

@@ -8,6 +8,8 @@ each ``python -m nidiff.bench.NAME`` writes ``DIR/NAME.json``, ``DIR/NAME.md`` a
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,15 +56,34 @@ def write_outputs(
     table: str,
     out: Path,
     plot: Plot | None = None,
+    *,
+    overwrite: bool = True,
 ) -> list[Path]:
-    """Write ``out/NAME.json``, ``out/NAME.md`` and ``plot(result, out)``; return the paths."""
+    """Write ``out/NAME.json``, ``out/NAME.md`` and ``plot(result, out)``; return the paths.
+
+    The plots are drawn into a hidden staging folder in ``out`` first and moved into place only
+    after every one succeeded, so a failing plot leaves ``out`` as it was. Without ``overwrite``,
+    an existing output (JSON, table or plot) raises ``FileExistsError`` before anything is
+    written.
+    """
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / f"{name}.json", out / f"{name}.md"]
-    write_json(written[0], result)
-    with atomic_path(written[1]) as tmp:
-        tmp.write_text(table + "\n")
-    if plot is not None:
-        written += plot(result, out)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=out) as tmp:
+            staged = plot(result, Path(tmp)) if plot is not None else []
+            written = [out / f"{name}.json", out / f"{name}.md", *(out / p.name for p in staged)]
+            existing = [p for p in written if p.exists()]
+            if existing and not overwrite:
+                raise FileExistsError(f"{existing[0]} exists; pass --overwrite to replace it")
+            write_json(written[0], result)
+            with atomic_path(written[1]) as md:
+                md.write_text(table + "\n")
+            for src, dst in zip(staged, written[2:], strict=True):
+                os.replace(src, dst)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
     return written
 
 

@@ -269,8 +269,11 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
         ax_fid.plot(steps, [r["fid"] for r in mine], label=label, **style)
         ax_pr.plot(steps, [r["precision"] for r in mine], **style)
         ax_pr.plot(steps, [r["recall"] for r in mine], ls="--", mfc="none", **style)
+    ticks = sorted({r["steps"] for r in result["rows"]})
     for ax in (ax_fid, ax_pr):
         ax.set_xscale("log")
+        ax.set_xticks(ticks, [str(s) for s in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("sampling steps")
         ax.grid(alpha=0.3, which="both")
     ax_fid.set_ylabel("FID (classifier features) ↓")

@@ -305,8 +305,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], directory: Path) -> list[Path]:
-    """``directory/inversion.png``, four panels: per-step variance and mean angle between
-    consecutive maps against the time t (EF, cycle and native maps; native: 1 and 90°), the
+    """``directory/inversion.png``, four panels: per-step variance (log scale) and mean angle
+    between consecutive maps against the time t (EF, cycle and native maps; native: 1 and 90°), the
     reconstruction error of each kind of map (mean and max, log scale), and the shift MSE against
     the shift in pixels for EF maps and native noise."""
     plt = pyplot()
@@ -320,6 +320,7 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
         ax_ang.plot(mids, m["angle_per_step"], ".-", ms=3, label=k)
     ax_var.axhline(1.0, color="gray", ls=":", lw=1)
     ax_ang.axhline(90.0, color="gray", ls=":", lw=1)
+    ax_var.set_yscale("log")
     ax_var.set(xlabel="t", ylabel="variance of the white map", title="noise-map variance")
     ax_ang.set(xlabel="t (between consecutive maps)", ylabel="mean angle (°)")
     ax_ang.set_title("angle between consecutive maps")

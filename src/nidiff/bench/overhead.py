@@ -349,7 +349,7 @@ def plot(result: dict[str, Any], directory: Path, *, name: str = "overhead") -> 
         f"{cfg['steps']} steps, B = {cfg['batch']}, {cfg['device']}, {cfg['threads']} threads",
         fontsize=9,
     )
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return [save_figure(fig, directory / f"{name}.png")]
 
 

@@ -307,7 +307,7 @@ def plot(result: dict[str, Any], directory: Path, *, name: str = "training") -> 
     ax.set_title(
         f"{result['preset']} preset, batch {result['batch']}, {result['hardware']}", fontsize=9
     )
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return [save_figure(fig, directory / f"{name}.png")]
 
 

@@ -50,6 +50,13 @@ BENCHMARKS: dict[str, Benchmark] = {
         "sample FID / precision / recall / accuracy of the bundled models by sampler and steps",
         "200 samples, 10 steps, ancestral only instead of 2,000, 1000…10 steps, DDIM, guided",
     ),
+    "speed": Benchmark(
+        "nidiff.bench.speed",
+        "markdown",
+        "method overheads, GFF/EP step cost vs isotropic, images/s vs batch size (PASS/FAIL)",
+        "overhead and training quick presets; throughput at B 1/4/16/64, 5 timed steps, "
+        "default model's training step only (full: B 1…1024, 20 steps, every model)",
+    ),
 }
 
 _HELP = "\n\n".join(
@@ -118,5 +125,6 @@ def bench(
         write_json(json_path, result)
         click.echo(f"wrote {json_path}")
     if out_dir is not None:
-        for path in write_outputs(name, result, table, out_dir, getattr(module, "plot", None)):
+        plot = getattr(module, "plot", None)
+        for path in write_outputs(name, result, table, out_dir, plot, overwrite=overwrite):
             click.echo(f"wrote {path}")
