@@ -50,6 +50,13 @@ BENCHMARKS: dict[str, Benchmark] = {
         "sample FID / precision / recall / accuracy of the bundled models by sampler and steps",
         "200 samples, 10 steps, ancestral only instead of 2,000, 1000…10 steps, DDIM, guided",
     ),
+    "edge": Benchmark(
+        "nidiff.bench.edge",
+        "markdown",
+        "edge-preserving vs isotropic: sample quality, FID per frequency band, stroke SDEdit",
+        "200 samples at 10 steps, 100 stroke edits at 0.55·T and 0.4·T, 2,000 real images "
+        "(full: 2,000 samples at 100/50/20/10 steps, 1,000 edits, 10,000 real images)",
+    ),
     "speed": Benchmark(
         "nidiff.bench.speed",
         "markdown",
