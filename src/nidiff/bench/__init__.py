@@ -10,6 +10,8 @@ Run one with ``nidiff bench NAME [--quick]`` or ``python -m nidiff.bench.<name> 
   the shift experiment (EF Fig. 5, 6, 11).
 * :mod:`nidiff.bench.generation` — FID / precision / recall / accuracy of the bundled models'
   samples by sampler and number of steps (GFF paper Table 1 analog).
+* :mod:`nidiff.bench.editing` — fidelity vs editability of NGDM, EF, NGDM+EF, SDEdit, ILVR,
+  DDIM inversion, CycleDiffusion and DiffEdit on Fashion-MNIST class edits (NGDM / EF Table 1).
 * :mod:`nidiff.bench.edge` — edge-preserving vs isotropic noise: sample quality, FID per
   frequency band and stroke-guided SDEdit (EP paper Table 1, Appendix B, Sec. 5).
 * :mod:`nidiff.bench.speed` — the overhead and training-cost goals in one report with PASS/FAIL

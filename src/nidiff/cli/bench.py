@@ -26,6 +26,13 @@ class Benchmark:
 
 
 BENCHMARKS: dict[str, Benchmark] = {
+    "editing": Benchmark(
+        "nidiff.bench.editing",
+        "markdown",
+        "fidelity vs editability of NGDM, EF, NGDM+EF and 5 baselines (NGDM / EF Table 1 analog)",
+        "12 images per pair, 10 steps, s 0.3/0.5, ILVR N 4, 4 map draws, 1 repeat (full: 200 "
+        "images, 100 steps, 7 strengths, 4 factors, 10 draws, 3 repeats)",
+    ),
     "training": Benchmark(
         "nidiff.bench.training",
         "markdown",

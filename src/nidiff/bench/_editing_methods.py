@@ -1,0 +1,214 @@
+r"""The edits of ``nidiff bench editing``: each method at each setting of its sweep, and its cost.
+
+One :class:`Task` is one source → target pair: a batch ``x0`` of source images, the bundled
+model wrapped in a :class:`~nidiff.bench.overhead.CountingModel`, the linspace grid of ``N``
+steps and the target guidance ``w``. For a strength :math:`s` the *sub-grid* is
+``grid[k:]`` with :math:`k` = :func:`~nidiff.editing.sdedit.start_index` (the first grid time
+:math:`t_k \le s\,t_{max}`), so every strength-swept method starts at the same time :math:`t_k`
+and runs the same :math:`L = N - k` steps:
+
+=============  ===============================================================================
+SDEdit         :func:`~nidiff.editing.sdedit` at strength :math:`s` (DDPM η = 1)
+NGDM           :func:`~nidiff.editing.ngdm` on ``grid[k:]`` with λ of the weighting map
+               (:func:`~nidiff.editing.weighting_map`, paper defaults a = 10, b = 5, noise at
+               0.5 t_max, σ = 1; ``map_draws`` draws), DDPM η = 1, no pasting (the paper's)
+EF             :func:`~nidiff.inversion.edit_friendly_invert` of the source on ``grid[k:]`` (source
+               class, unguided), regenerated with the target class (EF with
+               :math:`T_{skip} = k` of an ``N``-step inversion: EF's states are independent
+               forward draws, so its maps from :math:`t_k` on are these, given the same draws)
+NGDM+EF        :func:`~nidiff.editing.ngdm_edit_friendly` of that inversion with NGDM's λ
+DDIM inv.      :func:`~nidiff.inversion.ddim_invert` on ``grid[k:]`` + :func:`ddim_edit`
+CycleDiff.     :func:`~nidiff.inversion.cycle_invert` on ``grid[k:]`` + :func:`cycle_edit`
+DiffEdit       :func:`~nidiff.editing.diffedit` at encoding ratio :math:`s` with its binary mask
+               (:func:`~nidiff.editing.diffedit_mask`: ``map_draws`` draws, threshold 0.5,
+               clamp 3)
+ILVR           :func:`~nidiff.editing.ilvr` from the prior over all ``N`` steps, swept over the
+               down-sampling factor (larger keeps less of the source)
+=============  ===============================================================================
+
+Every generation with the target class uses classifier-free guidance ``w``; inversions and the
+two maps are unguided (guidance would cancel in the maps' min-max normalisation: both
+predictions are guided, so their difference is :math:`w(\hat\varepsilon_R - \hat\varepsilon_Q)`).
+
+**Cost.** Work that several settings share — the weighting map (NGDM, NGDM+EF), DiffEdit's mask,
+the EF inversion at a strength (EF, NGDM+EF) — runs once and is *charged in full to every
+setting that uses it*, so each setting's NFE and seconds are those of a standalone edit. NFE
+counts network evaluations per image: model calls × their batch ÷ images, so a guided step
+counts 2 (conditional and unconditional predictions in one call of batch 2B) and the map
+``2 n``. With ``g = 2`` for ``w != 1`` (else 1): SDEdit ``gL``; NGDM ``gL + 2n``; EF, DDIM
+inv., CycleDiff. ``L + gL``; NGDM+EF ``L + gL + 2n``; DiffEdit ``2n + L + gL``; ILVR ``gN``.
+
+**Seeds.** Every stochastic call takes its own ``torch.Generator`` seeded with
+:func:`seed_of` (``base + 10⁴·pair + 100·method + setting``; the method codes are
+:data:`SEED_CODES`). SDEdit and NGDM at the same strength share their seed (common random
+numbers: with λ ≡ 1 NGDM would reproduce SDEdit exactly, so their difference is the map's).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nidiff.editing import (
+    diffedit,
+    diffedit_mask,
+    ilvr,
+    ngdm,
+    ngdm_edit_friendly,
+    sdedit,
+    weighting_map,
+)
+from nidiff.editing.sdedit import start_index
+from nidiff.inversion import (
+    cycle_edit,
+    cycle_invert,
+    ddim_edit,
+    ddim_invert,
+    edit_friendly_invert,
+    edit_friendly_regenerate,
+)
+from nidiff.process import Process
+from nidiff.schedule import TimeGrid
+
+from .overhead import CountingModel
+
+__all__ = ["METHODS", "SEED_CODES", "Edit", "Task", "run_methods", "seed_of"]
+
+#: Display names in table order.
+METHODS = ("SDEdit", "NGDM", "EF", "NGDM+EF", "DDIM inv.", "CycleDiff.", "DiffEdit", "ILVR")
+#: Seed code of each stochastic call (see :func:`seed_of`).
+SEED_CODES = {"map": 1, "mask": 2, "SDEdit": 3, "NGDM": 3, "EF": 5, "CycleDiff.": 6, "ILVR": 7}
+
+
+def seed_of(base: int, pair: int, what: str, setting: int) -> int:
+    """The seed of call ``what`` (a :data:`SEED_CODES` key) at sweep index ``setting`` of pair
+    index ``pair``: ``base + 10_000 * pair + 100 * SEED_CODES[what] + setting``."""
+    if not 0 <= setting < 100:
+        raise ValueError(f"sweep index {setting} must be < 100")
+    return base + 10_000 * pair + 100 * SEED_CODES[what] + setting
+
+
+@dataclass(frozen=True)
+class Task:
+    """One pair's batch and everything the methods share."""
+
+    model: CountingModel
+    process: Process
+    grid: TimeGrid
+    x0: Tensor  # (B, 1, H, W) sources on the device
+    source: Tensor  # (B,) source class
+    target: Tensor  # (B,) target class
+    guidance: float
+    null_cond: Tensor
+    map_draws: int
+    seed_base: int  # preset seed + 10**6 * repeat
+    pair: int  # pair index (for seed_of)
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One (method, setting) over the whole batch."""
+
+    method: str
+    setting: str
+    param: float  # strength s, or ILVR's factor
+    x: Tensor  # (B, 1, H, W) edits on the CPU, clamped to [-1, 1]
+    nfe: int  # network evaluations (calls × batch) over the batch, shared work included
+    seconds: float  # wall time, shared work included
+    seed: int | None
+    t_start: float
+
+
+@dataclass(frozen=True)
+class _Cost:
+    nfe: int
+    seconds: float
+
+    def __add__(self, other: _Cost) -> _Cost:
+        return _Cost(self.nfe + other.nfe, self.seconds + other.seconds)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(task: Task, fn: Callable[..., Any], *args: Any, **kw: Any) -> tuple[Any, _Cost]:
+    """``fn(*args, **kw)`` with the network evaluations (calls × batch) and wall seconds it took."""
+    counter = task.model
+    counter.batches.clear()
+    _sync(counter.device)
+    start = time.perf_counter()
+    out = fn(*args, **kw)
+    _sync(counter.device)
+    seconds = time.perf_counter() - start
+    return out, _Cost(sum(b * n for b, n in counter.batches.items()), seconds)
+
+
+def _gen(task: Task, what: str, j: int) -> tuple[torch.Generator, int]:
+    seed = seed_of(task.seed_base, task.pair, what, j)
+    return torch.Generator(device=task.x0.device).manual_seed(seed), seed
+
+
+def run_methods(
+    task: Task, strengths: tuple[float, ...], factors: tuple[int, ...]
+) -> Iterator[Edit]:
+    """Every method at every setting, strength-major (then ILVR by factor); see the module."""
+    x0, proc, grid, net = task.x0, task.process, task.grid, task.model
+    src, tgt = task.source, task.target
+    guide = {"guidance": task.guidance, "null_cond": task.null_cond}
+    pair = {"source_cond": src, "target_cond": tgt}
+
+    def edit(method: str, label: str, p: float, res: Any, cost: _Cost, seed, t0) -> Edit:
+        x = res.x0.detach().clamp(-1, 1).cpu()
+        return Edit(method, label, p, x, cost.nfe, cost.seconds, seed, float(t0))
+
+    g, _ = _gen(task, "map", 0)
+    wm, map_cost = _timed(task, weighting_map, net, x0, proc, **pair, n=task.map_draws, generator=g)
+    g, mask_seed = _gen(task, "mask", 0)
+    mask, mask_cost = _timed(task, diffedit_mask, net, x0, proc, **pair, n=task.map_draws,
+                             generator=g)  # fmt: skip
+    for j, s in enumerate(strengths):
+        k = start_index(grid, s, proc.schedule.t_max)
+        sub, t_k, label = grid[k:], float(grid.t[k]), f"s = {s:g}"
+
+        g, seed = _gen(task, "SDEdit", j)
+        res, cost = _timed(task, sdedit, net, x0, proc, grid, strength=s, cond=tgt, generator=g,
+                           **guide)  # fmt: skip
+        yield edit("SDEdit", label, s, res, cost, seed, t_k)
+
+        g, seed = _gen(task, "NGDM", j)  # = SDEdit's seed (common random numbers)
+        res, cost = _timed(task, ngdm, net, x0, proc, sub, wm.lam, cond=tgt, generator=g, **guide)
+        yield edit("NGDM", label, s, res, cost + map_cost, seed, t_k)
+
+        g, seed = _gen(task, "EF", j)
+        inv, inv_cost = _timed(task, edit_friendly_invert, net, x0, proc, sub, cond=src,
+                               generator=g)  # fmt: skip
+        res, cost = _timed(task, edit_friendly_regenerate, net, inv, proc, cond=tgt, **guide)
+        yield edit("EF", label, s, res, cost + inv_cost, seed, t_k)
+        res, cost = _timed(task, ngdm_edit_friendly, net, inv, proc, wm.lam, cond=tgt, **guide)
+        yield edit("NGDM+EF", label, s, res, cost + inv_cost + map_cost, seed, t_k)
+        del inv
+
+        dinv, inv_cost = _timed(task, ddim_invert, net, x0, proc, sub, cond=src)
+        res, cost = _timed(task, ddim_edit, net, dinv, proc, cond=tgt, **guide)
+        yield edit("DDIM inv.", label, s, res, cost + inv_cost, None, t_k)
+
+        g, seed = _gen(task, "CycleDiff.", j)
+        cinv, inv_cost = _timed(task, cycle_invert, net, x0, proc, sub, cond=src, generator=g)
+        res, cost = _timed(task, cycle_edit, net, cinv, proc, cond=tgt, **guide)
+        yield edit("CycleDiff.", label, s, res, cost + inv_cost, seed, t_k)
+
+        res, cost = _timed(task, diffedit, net, x0, proc, grid, **pair, mask=mask, strength=s,
+                           **guide)  # fmt: skip
+        yield edit("DiffEdit", label, s, res, cost + mask_cost, mask_seed, t_k)
+    for j, f in enumerate(factors):
+        g, seed = _gen(task, "ILVR", j)
+        res, cost = _timed(task, ilvr, net, x0, proc, grid, factor=f, cond=tgt, generator=g,
+                           **guide)  # fmt: skip
+        yield edit("ILVR", f"N = {f}", float(f), res, cost, seed, float(grid.t[0]))

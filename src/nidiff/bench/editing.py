@@ -1,0 +1,412 @@
+r"""Fidelity vs editability of every editing method on Fashion-MNIST (NGDM / EF Table 1 analog).
+
+**Experiment.** For each pair — sneaker → sandal (7 → 5), pullover → coat (2 → 4), shirt →
+T-shirt (6 → 0) — the first ``images`` test images of the source class (file order) are edited
+to the target class with the bundled class-conditional isotropic model (``fashion-isotropic``,
+1000-step linear schedule) on the ``steps``-step linspace grid, target guidance ``w = 3``. The
+methods, their sweeps (strength :math:`s`: start time :math:`t_k \le s\,t_{max}`; ILVR's
+factor), the shared work and the NFE formulas are in :mod:`nidiff.bench._editing_methods`.
+Edits are clamped to [−1, 1] (as saved images) before they are measured.
+
+**Metrics** per (pair, method, setting), on the ``images`` edits:
+
+* **FID** and **KID** of the edits vs the 1,000 real test images of the target class, in the
+  bundled classifier's 256-d feature space (:class:`~nidiff.metrics.ClassifierFeatures`; not
+  Inception: compare within this table only). FID from ``n`` samples is biased upwards,
+  strongly so when ``n`` is below the feature dimension (quick: ``n = 12``), so read the
+  *unbiased* KID too (cubic-kernel MMD², 100 subsets of size ``n``); the ``target (train)`` row
+  — ``n`` *real* training images of the target class — shows what real target items score at
+  this ``n``, and the ``source`` row (the unedited sources) what no edit at all scores;
+* **target acc**: the fraction the bundled classifier assigns to the target class;
+* **SSIM** (Gaussian window σ = 1.5) and **PSNR** (dB, range 2, capped at 100 dB for identical
+  images) to the source image;
+* **bg PSNR / bg SSIM**: the same outside the pair's *edit region* ``E`` (background
+  preservation; :func:`~nidiff.metrics.masked_psnr`, :func:`~nidiff.metrics.masked_ssim` with a
+  7 × 7 box window). ``E`` is defined independently of every method and every image: the pixels
+  where the mean training image of the source class and that of the target class differ by more
+  than 0.2 (a tenth of the [−1, 1] range), dilated by 1 px (3 × 3 max). It covers what a typical
+  target item has and a typical source item lacks (sleeves, straps, hems) and leaves the shared
+  body and the empty canvas as background. (Or-ing in each source's own foreground was measured
+  and rejected: for tops it leaves only 14–21 % of the pixels, thin borders where no SSIM
+  window fits.) Regions cover 55 % / 45 % / 51 % of the pixels for the three pairs;
+* **diversity**: mean pairwise per-pixel MSE (:func:`~nidiff.metrics.diversity`) between ``K``
+  edits of each of the first ``diversity_inputs`` sources, made with independent noise (the
+  batch carries ``K − 1`` extra copies of those sources; the copies are excluded from every
+  other metric). Deterministic methods (DDIM inversion) give 0; DiffEdit varies only through
+  its mask's noise draws;
+* **s/img**: wall seconds per edited image (batch incl. copies; shared work charged in full);
+* **NFE/img**: network evaluations per image (model calls × batch ÷ images; a guided step
+  counts 2).
+
+The ``pooled`` table pools the three pairs: FID/KID of all edits vs all three target classes'
+test images, the other columns averaged over images. With ``repeats > 1`` (full preset: 3)
+everything but the images is redrawn with seeds offset by ``10⁶·repeat`` and cells read
+mean ± standard deviation over repeats.
+
+Presets: ``quick`` (CPU, one thread, about 5 minutes: 12 images per pair, 10 steps,
+s ∈ {0.3, 0.5}, ILVR N = 4, diversity K = 3 on 2 inputs, map and mask from 4 draws; a smoke
+test of the trends — NGDM's per-pixel starts round up to the 10-step grid, so its background
+(λ ≈ 0.007, T_k ≈ 30) restarts at t = 112) and ``full`` (GPU: 200 images, 100 steps as the
+papers, s ∈ {0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0}, ILVR N ∈ {2, 4, 7, 14}, K = 8 on 10 inputs,
+the papers' 10 draws, 3 repeats).
+Needs Fashion-MNIST (``apt-get install -y dataset-fashion-mnist``).
+
+    python -m nidiff.bench.editing --quick --out bench-editing   # CPU
+    python -m nidiff.bench.editing --device cuda --out bench-editing
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nidiff.bundled import load_bundled, load_bundled_classifier
+from nidiff.data.fashion_mnist import DEFAULT_DIR, load_fashion_mnist_tensors
+from nidiff.data.transforms import from_uint8, to_uint8
+from nidiff.metrics import ClassifierFeatures
+from nidiff.schedule import linspace_grid
+
+from ._editing_methods import METHODS, SEED_CODES, Task, run_methods
+from ._editing_metrics import aggregate, edit_region, measure, reference, summary
+from ._editing_plot import plot
+from ._report import report
+from .overhead import CountingModel
+
+__all__ = ["METHODS", "PAIRS", "PRESETS", "Preset", "main", "markdown", "plot", "run"]
+
+MODEL = "fashion-isotropic"
+PAIRS = ((7, 5), (2, 4), (6, 0))  # sneaker → sandal, pullover → coat, shirt → T-shirt
+REFERENCES = ("source", "target (train)")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes and sweeps of one run (see the module)."""
+
+    images: int  # sources per pair
+    steps: int  # N of the linspace grid
+    strengths: tuple[float, ...]  # s of SDEdit, NGDM, EF, NGDM+EF, DDIM, Cycle, DiffEdit
+    ilvr_factors: tuple[int, ...]
+    diversity_inputs: int = 2
+    diversity_k: int = 3
+    map_draws: int = 10
+    guidance: float = 3.0
+    repeats: int = 1
+    pairs: tuple[tuple[int, int], ...] = PAIRS
+    seed: int = 0
+    examples: int = 2  # sources per pair in editing-examples.png
+    real: int | None = None  # target-class test images as reference; None: all 1,000
+
+
+PRESETS = {
+    "quick": Preset(images=12, steps=10, strengths=(0.3, 0.5), ilvr_factors=(4,), map_draws=4),
+    "full": Preset(
+        images=200,
+        steps=100,
+        strengths=(0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0),
+        ilvr_factors=(2, 4, 7, 14),
+        diversity_inputs=10,
+        diversity_k=8,
+        repeats=3,
+    ),
+}
+
+
+def _hardware(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU ({platform.processor() or platform.machine()})"
+
+
+def _hex(x: Tensor) -> list[str]:
+    """Images ``(B, 1, H, W)`` as hex strings of their uint8 pixels (compact JSON examples)."""
+    return [bytes(to_uint8(im[0]).flatten().tolist()).hex() for im in x]
+
+
+def _row(pair: str, method: str, setting: str, param, n: int, seed, t_start, m: dict) -> dict:
+    return {
+        "pair": pair,
+        "method": method,
+        "setting": setting,
+        "param": param,
+        "n": n,
+        "seed": seed,
+        "t_start": t_start,
+        **m,
+    }
+
+
+@dataclass(frozen=True)
+class _Pair:
+    label: str
+    source: int
+    target: int
+    indices: Tensor  # test-set indices of the sources
+    x0: Tensor  # (n, 1, H, W) sources, CPU
+    region: Tensor  # (1, 1, H, W) edit region
+    train_target: Tensor  # (n, 1, H, W) real training images of the target class
+    real: Tensor  # features of the target class's test images
+
+
+@torch.no_grad()
+def run(
+    quick: bool = True,
+    device: str | torch.device = "cpu",
+    *,
+    preset: Preset | None = None,
+    root: str | Path = DEFAULT_DIR,
+) -> dict[str, Any]:
+    """Edit every pair with every method and setting of the preset; measure (module docs).
+
+    Returns a JSON-safe dict: the setting (``preset``, its fields under ``config``, ``model``,
+    ``device``, ``hardware``, ``torch``, ``threads``, ``seeds``), ``pairs`` (label, classes,
+    source test indices, edit-region fraction), ``rows`` (per pair — or ``"pooled"`` —, method
+    and setting: ``param``, ``n``, ``seed``, ``t_start`` and the metrics ``fid``, ``kid``,
+    ``accuracy``, ``ssim``, ``psnr``, ``bg_psnr``, ``bg_ssim``, ``diversity``,
+    ``seconds_per_image``, ``nfe_per_image``, each a float or ``None``; ``std`` with
+    ``repeats > 1``), ``examples`` (uint8 hex images of the first ``examples`` sources per pair
+    and their edits at the example settings), ``classifier_accuracy`` (on the target classes'
+    test images) and ``seconds``.
+
+    Raises:
+        FileNotFoundError: Fashion-MNIST is not under ``root``.
+        ValueError: a preset with fewer than 2 images or more diversity inputs than images.
+    """
+    start = time.perf_counter()
+    name = "custom" if preset is not None else ("quick" if quick else "full")
+    p = preset if preset is not None else PRESETS[name]
+    if p.images < 2 or not 0 <= p.diversity_inputs <= p.images or p.repeats < 1:
+        raise ValueError(f"{p} needs images >= 2, diversity_inputs <= images, repeats >= 1")
+    dev = torch.device(device)
+    xt, yt = load_fashion_mnist_tensors(root, "test")
+    xtr, ytr = load_fashion_mnist_tensors(root, "train")
+    loaded = load_bundled(MODEL, dev)
+    clf = load_bundled_classifier(dev).eval()
+    feats = ClassifierFeatures(clf, batch_size=500)
+    pairs = []
+    for s, t in p.pairs:
+        idx = (yt == s).nonzero().flatten()[: p.images]
+        if len(idx) < p.images:
+            raise ValueError(f"class {s} has only {len(idx)} test images")
+        pairs.append(
+            _Pair(
+                f"{loaded.class_names[s]} → {loaded.class_names[t]}",
+                s,
+                t,
+                idx,
+                from_uint8(xt[idx])[:, None],
+                edit_region(xtr, ytr, s, t),
+                from_uint8(xtr[ytr == t][: p.images])[:, None],
+                feats(from_uint8(xt[yt == t][: p.real])[:, None]),
+            )
+        )
+    real_pooled = torch.cat([q.real for q in pairs])
+    clf_device = next(clf.parameters()).device
+    hits = [clf.head(q.real.to(clf_device)).argmax(1).cpu() == q.target for q in pairs]
+    examples = {
+        q.label: {
+            "indices": q.indices[: p.examples].tolist(),
+            "source": _hex(q.x0[: p.examples]),
+            "edits": {},
+        }
+        for q in pairs
+    }
+    ex_s = min(p.strengths, key=lambda s: abs(s - 0.5)) if p.strengths else None
+    ex_f = p.ilvr_factors[len(p.ilvr_factors) // 2] if p.ilvr_factors else None
+    counter = CountingModel(loaded.denoiser, dev)
+    per_repeat = []
+    for rep in range(p.repeats):
+        rows: list[dict] = []
+        pooled: dict[tuple, list[dict]] = defaultdict(list)
+        meta: dict[tuple, tuple] = {}
+        for i, q in enumerate(pairs):
+            kinds = REFERENCES if rep == 0 else ()
+            for kind in kinds:
+                part = reference(
+                    kind, q.x0 if kind == "source" else q.train_target, q.target, feats, clf
+                )
+                pooled[(kind, "–")].append(part)
+                meta[(kind, "–")] = (None, None, None)
+                rows.append(
+                    _row(q.label, kind, "–", None, p.images, None, None, summary([part], q.real))
+                )
+            d, K = p.diversity_inputs, p.diversity_k
+            x0 = q.x0.to(dev)
+            batch = torch.cat([x0] + [x0[:d]] * (K - 1)) if d and K > 1 else x0
+            src = torch.full((len(batch),), q.source, dtype=torch.long, device=dev)
+            task = Task(
+                counter,
+                loaded.process,
+                linspace_grid(loaded.schedule, p.steps),
+                batch,
+                src,
+                torch.full_like(src, q.target),
+                p.guidance,
+                loaded.denoiser.null_cond(),
+                p.map_draws,
+                p.seed + 10**6 * rep,
+                i,
+            )
+            for e in run_methods(task, p.strengths, p.ilvr_factors):
+                part = measure(e.x, q.x0, q.region, q.target, d, K, feats, clf)
+                part.update(nfe=e.nfe, seconds=e.seconds, batch=len(batch))
+                pooled[(e.method, e.setting)].append(part)
+                meta[(e.method, e.setting)] = (e.param, e.seed, e.t_start)
+                rows.append(
+                    _row(
+                        q.label,
+                        e.method,
+                        e.setting,
+                        e.param,
+                        p.images,
+                        e.seed,
+                        e.t_start,
+                        summary([part], q.real),
+                    )
+                )
+                if rep == 0 and e.param == (ex_f if e.method == "ILVR" else ex_s):
+                    examples[q.label]["edits"][e.method] = {
+                        "setting": e.setting,
+                        "images": _hex(e.x[: p.examples]),
+                    }
+        for (method, setting), parts in pooled.items():
+            n = sum(len(part["feats"]) for part in parts)
+            param, seed, t_start = meta[(method, setting)]
+            rows.append(
+                _row(
+                    "pooled", method, setting, param, n, seed, t_start, summary(parts, real_pooled)
+                )
+            )
+        per_repeat.append(rows)
+
+    return {
+        "preset": name,
+        "config": asdict(p) | {"example_strength": ex_s, "example_ilvr_factor": ex_f},
+        "model": MODEL,
+        "device": str(dev),
+        "hardware": _hardware(dev),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "seeds": {
+            "formula": "preset.seed + 10**6 * repeat + 10**4 * pair + 100 * code + setting",
+            "codes": SEED_CODES,
+        },
+        "pairs": [
+            {
+                "label": q.label,
+                "source": q.source,
+                "target": q.target,
+                "indices": q.indices.tolist(),
+                "region_fraction": float(q.region.mean()),
+            }
+            for q in pairs
+        ],
+        "rows": aggregate(per_repeat),
+        "examples": {"size": list(xt.shape[1:]), "pairs": examples},
+        "classifier_accuracy": float(torch.cat(hits).double().mean()),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+# --------------------------------------------------------------------------- table
+COLUMNS = (
+    ("fid", "FID", "{:.1f}"),
+    ("kid", "KID", "{:.3f}"),
+    ("accuracy", "target acc", "{:.2f}"),
+    ("ssim", "SSIM", "{:.3f}"),
+    ("psnr", "PSNR", "{:.1f}"),
+    ("bg_psnr", "bg PSNR", "{:.1f}"),
+    ("bg_ssim", "bg SSIM", "{:.3f}"),
+    ("diversity", "diversity", "{:.4f}"),
+    ("seconds_per_image", "s/img", "{:.3f}"),
+    ("nfe_per_image", "NFE/img", "{:.0f}"),
+)
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    v = row.get(key)
+    if v is None:
+        return "–"
+    std = row.get("std", {}).get(key)
+    return fmt.format(v) + ("" if std is None else " ± " + fmt.format(std))
+
+
+def _order(row: dict) -> tuple:
+    m = row["method"]
+    rank = REFERENCES.index(m) if m in REFERENCES else len(REFERENCES) + METHODS.index(m)
+    return rank, row["param"] if row["param"] is not None else 0.0
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """One table per pair, then the pooled table (columns: method, setting and :data:`COLUMNS`)."""
+    c = result["config"]
+    lines = [
+        f"Editing, {result['preset']} preset: {c['images']} Fashion-MNIST test images per pair, "
+        f"bundled {result['model']}, {c['steps']} linspace steps, target guidance "
+        f"{c['guidance']:g}, {c['repeats']} repeat(s); {result['hardware']}, "
+        f"{result['threads']} thread(s), {result['seconds']:.0f} s.",
+        "",
+        "FID/KID: vs the target class's test images in bundled-classifier features (not "
+        "Inception; FID is biased at small n — compare with the `target (train)` row and trust "
+        f"KID). Diversity: K = {c['diversity_k']} edits of {c['diversity_inputs']} inputs. "
+        "bg: outside the pair's edit region. NFE/img: a guided step counts 2.",
+    ]
+    labels = [q["label"] for q in result["pairs"]] + ["pooled"]
+    head = "| method | setting | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
+    rule = "|---|---|" + "---:|" * len(COLUMNS)
+    for label in labels:
+        rows = sorted((r for r in result["rows"] if r["pair"] == label), key=_order)
+        lines += [
+            "",
+            f"**{label}**" + (" (all pairs)" if label == "pooled" else ""),
+            "",
+            head,
+            rule,
+        ]
+        for r in rows:
+            cells = " | ".join(_cell(r, k, f) for k, _, f in COLUMNS)
+            lines.append(f"| {r['method']} | {r['setting']} | {cells} |")
+    lines += [
+        "",
+        f"Classifier accuracy on the target classes' test images: "
+        f"{result['classifier_accuracy']:.3f}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description="Fidelity vs editability of NGDM, EF, NGDM+EF, SDEdit, ILVR, DDIM inversion, "
+        "CycleDiffusion and DiffEdit on Fashion-MNIST class edits.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="12 images/pair, 10 steps, 2 strengths (default: full, 200 images, "
+        "100 steps, 7 strengths, 3 repeats)",
+    )
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    ap.add_argument("--root", type=Path, default=DEFAULT_DIR, help="Fashion-MNIST folder")
+    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
+    )
+    a = ap.parse_args(argv)
+    try:
+        result = run(quick=a.quick, device=a.device, root=a.root)
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from err
+    report(result, markdown, a.json, name="editing", out=a.out, plot=plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+import json
+
+import pytest
+import torch
+
+from nidiff.bench import editing
+from nidiff.bench._editing_metrics import aggregate, edit_region
+from nidiff.data.fashion_mnist import DEFAULT_DIR
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _row(pair, method, setting, param, fid, **kw):
+    row = {
+        "pair": pair,
+        "method": method,
+        "setting": setting,
+        "param": param,
+        "n": 4,
+        "seed": 3,
+        "t_start": 474.0,
+        "fid": fid,
+        "kid": 0.5,
+        "accuracy": 0.75,
+        "ssim": 0.5,
+        "psnr": 20.0,
+        "bg_psnr": 30.0,
+        "bg_ssim": 0.9,
+        "diversity": 0.01,
+        "seconds_per_image": 0.25,
+        "nfe_per_image": 20.0,
+    }
+    return row | kw
+
+
+def _fake_result():
+    image = bytes(range(16)).hex()  # a 4 x 4 uint8 image
+    pair = "Sneaker → Sandal"
+    none = dict.fromkeys(("ssim", "psnr", "bg_psnr", "bg_ssim", "diversity"))
+    cost = {"seconds_per_image": None, "nfe_per_image": None}
+    return {
+        "preset": "custom",
+        "config": {
+            "images": 4,
+            "steps": 20,
+            "guidance": 3.0,
+            "repeats": 3,
+            "diversity_k": 3,
+            "diversity_inputs": 2,
+        },
+        "model": "fashion-isotropic",
+        "hardware": "CPU (test)",
+        "threads": 1,
+        "seconds": 12.0,
+        "pairs": [{"label": pair, "source": 7, "target": 5}],
+        "rows": [
+            _row(pair, "NGDM", "s = 0.5", 0.5, 123.456, std={"fid": 1.5}),
+            _row(pair, "SDEdit", "s = 0.5", 0.5, 150.0, ssim=0.25),
+            _row(pair, "SDEdit", "s = 0.3", 0.3, 170.0),
+            _row(pair, "ILVR", "N = 4", 4.0, 90.0, accuracy=1.0, ssim=0.125),
+            _row(pair, "target (train)", "–", None, 80.0, accuracy=1.0, **none, **cost),
+            _row("pooled", "NGDM", "s = 0.5", 0.5, 99.0, n=12),
+        ],
+        "examples": {
+            "size": [4, 4],
+            "pairs": {
+                pair: {
+                    "indices": [9],
+                    "source": [image],
+                    "edits": {"NGDM": {"setting": "s = 0.5", "images": [image]}},
+                }
+            },
+        },
+        "classifier_accuracy": 0.981,
+    }
+
+
+def _table(text, title):
+    lines = text.splitlines()
+    start = lines.index(title) + 3
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
+def test_markdown_renders_fake_result():
+    text = editing.markdown(_fake_result())
+    header = "| method | setting | FID | KID | target acc | SSIM | PSNR | bg PSNR | bg SSIM "
+    assert header + "| diversity | s/img | NFE/img |" in text
+    rows = _table(text, "**Sneaker → Sandal**")
+    assert rows[0] == "|---|---|" + "---:|" * 10
+    # references first, then METHODS order, sweeps in increasing parameter
+    assert [r.split(" | ")[:2] for r in rows[1:]] == [
+        ["| target (train)", "–"],
+        ["| SDEdit", "s = 0.3"],
+        ["| SDEdit", "s = 0.5"],
+        ["| NGDM", "s = 0.5"],
+        ["| ILVR", "N = 4"],
+    ]
+    assert rows[1] == "| target (train) | – | 80.0 | 0.500 | 1.00 | – | – | – | – | – | – | – |"
+    assert rows[3] == (
+        "| SDEdit | s = 0.5 | 150.0 | 0.500 | 0.75 | 0.250 | 20.0 | 30.0 | 0.900 | 0.0100 "
+        "| 0.250 | 20 |"
+    )
+    assert rows[4].startswith("| NGDM | s = 0.5 | 123.5 ± 1.5 | 0.500 | 0.75 | 0.500 |")
+    assert _table(text, "**pooled** (all pairs)")[1].startswith("| NGDM | s = 0.5 | 99.0 |")
+    assert "3 repeat(s)" in text and "0.981" in text
+
+
+def test_plot_writes_pngs(tmp_path):
+    paths = editing.plot(_fake_result(), tmp_path)
+    assert [p.name for p in paths] == ["editing-tradeoff.png", "editing-examples.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == PNG and p.stat().st_size > 1000
+
+
+def test_edit_region_is_the_dilated_mean_difference():
+    x = torch.zeros(4, 5, 5, dtype=torch.uint8)
+    x[2:, 2, 2] = 255  # class 1 has one bright pixel more than class 0
+    y = torch.tensor([0, 0, 1, 1])
+    region = edit_region(x, y, 0, 1)
+    expect = torch.zeros(5, 5)
+    expect[1:4, 1:4] = 1
+    assert torch.equal(region[0, 0], expect)
+    assert edit_region(x, y, 1, 1).sum() == 0
+
+
+def test_aggregate_over_repeats_gives_mean_and_sample_std():
+    a = _row("p", "EF", "s = 0.5", 0.5, 10.0, seed=1)
+    b = _row("p", "EF", "s = 0.5", 0.5, 14.0, seed=2, diversity=None)
+    ref = _row("p", "source", "–", None, 5.0)
+    rows = aggregate([[ref, a], [b]])
+    assert rows[0] == ref  # a group of one row is kept as it is
+    assert rows[1]["fid"] == 12.0 and rows[1]["std"]["fid"] == pytest.approx(8**0.5)
+    assert rows[1]["std"]["ssim"] == 0 and rows[1]["seed"] == [1, 2]
+    assert "diversity" not in rows[1]["std"]  # missing in one repeat: no std
+
+
+@pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="Fashion-MNIST not installed")
+def test_run_tiny_end_to_end():
+    tiny = editing.Preset(
+        images=2,
+        steps=4,
+        strengths=(0.001,),  # starts at the last grid time t = 1: one step, L = 1
+        ilvr_factors=(4,),
+        diversity_inputs=1,
+        diversity_k=2,
+        map_draws=2,
+        pairs=((7, 5),),
+        examples=1,
+        real=40,
+    )
+    result = editing.run(device="cpu", preset=tiny)
+    json.dumps(result, allow_nan=False)  # JSON-safe, no inf / NaN
+    rows = {(r["pair"], r["method"], r["setting"]): r for r in result["rows"]}
+    pair = "Sneaker → Sandal"
+    assert {m for p, m, _ in rows if p == pair} == {"source", "target (train)", *editing.METHODS}
+    assert {k[1:] for k in rows if k[0] == "pooled"} == {k[1:] for k in rows if k[0] == pair}
+    # NFE per image with guidance 3 (g = 2), L = 1 step, N = 4, map/mask n = 2 draws
+    g, L, N, n = 2, 1, 4, 2
+    nfe = {
+        "SDEdit": g * L,
+        "NGDM": g * L + 2 * n,
+        "EF": L + g * L,
+        "NGDM+EF": L + g * L + 2 * n,
+        "DDIM inv.": L + g * L,
+        "CycleDiff.": L + g * L,
+        "DiffEdit": 2 * n + L + g * L,
+        "ILVR": g * N,
+    }
+    for (p, method, _), r in rows.items():
+        if method in nfe:
+            assert r["nfe_per_image"] == nfe[method], (p, method)
+            assert r["seconds_per_image"] > 0 and r["n"] == 2
+            assert 0 <= r["accuracy"] <= 1 and r["fid"] >= 0
+    # one step from t = 1 barely changes the source
+    for method in ("SDEdit", "NGDM"):
+        assert rows[(pair, method, "s = 0.001")]["ssim"] > 0.99
+    src = rows[(pair, "source", "–")]
+    assert src["ssim"] == 1 and src["nfe_per_image"] == 0 and src["accuracy"] <= 0.5
+    assert rows[(pair, "target (train)", "–")]["accuracy"] > 0.5
+    # deterministic: identical edits of one input; ILVR samples from the prior: diverse
+    assert rows[(pair, "DDIM inv.", "s = 0.001")]["diversity"] < 1e-10
+    assert rows[(pair, "ILVR", "N = 4")]["diversity"] > 1e-3
+    edits = result["examples"]["pairs"][pair]["edits"]
+    assert set(edits) == set(editing.METHODS)
+    assert len(edits["NGDM"]["images"][0]) == 2 * 28 * 28
