@@ -108,6 +108,10 @@ class Preset:
 
 PRESETS = {
     "quick": Preset(images=12, steps=10, strengths=(0.3, 0.5), ilvr_factors=(4,), map_draws=4),
+    # What a 2-core CPU does in about half an hour: the RESULTS.md table until a GPU run exists.
+    "cpu": Preset(
+        images=32, steps=20, strengths=(0.3, 0.5, 0.7), ilvr_factors=(4,), diversity_inputs=4
+    ),
     "full": Preset(
         images=200,
         steps=100,
@@ -400,9 +404,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
     )
+    ap.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default=None,
+        help="a named preset (overrides --quick); cpu: 32 images/pair, 20 steps, 3 strengths",
+    )
     a = ap.parse_args(argv)
     try:
-        result = run(quick=a.quick, device=a.device, root=a.root)
+        preset = PRESETS[a.preset] if a.preset else None
+        result = run(quick=a.quick, device=a.device, root=a.root, preset=preset)
+        if a.preset:
+            result["preset"] = a.preset
     except FileNotFoundError as err:
         raise SystemExit(f"error: {err}") from err
     report(result, markdown, a.json, name="editing", out=a.out, plot=plot)
