@@ -1,16 +1,20 @@
 """Editing real images: NGDM (weighting map + per-pixel start times), NGDM with edit-friendly
-maps, SDEdit, ILVR and DiffEdit; every method returns an :class:`EditResult`."""
+maps, SDEdit, ILVR, DiffEdit and Prompt-to-Prompt with edit-friendly maps; every method returns an
+:class:`EditResult`."""
 
 from .diffedit import diffedit, diffedit_mask
 from .ilvr import ilvr
 from .ngdm import check_lam, ngdm, rounded_start
 from .ngdm_ef import ngdm_edit_friendly
+from .p2p import P2PResult, RowGuidance, p2p_edit_friendly, p2p_generate, p2p_token_map
 from .result import EditResult
 from .sdedit import sdedit
 from .weighting import WeightMap, gaussian_blur, lam_from_map, weighting_map
 
 __all__ = [
     "EditResult",
+    "P2PResult",
+    "RowGuidance",
     "WeightMap",
     "check_lam",
     "diffedit",
@@ -20,6 +24,9 @@ __all__ = [
     "lam_from_map",
     "ngdm",
     "ngdm_edit_friendly",
+    "p2p_edit_friendly",
+    "p2p_generate",
+    "p2p_token_map",
     "rounded_start",
     "sdedit",
     "weighting_map",
