@@ -125,6 +125,32 @@ def test_ef_follows_the_paper_unless_told(work, monkeypatch):
     assert "--skip 36 of 100" in ok("edit", "--help").output.replace("\n  ", " ")
 
 
+def test_p2p_follows_the_paper_and_takes_its_options(work):
+    out = work / "p2p-paper.png"
+    ok("edit", work / "photo.png", "--model", work / "pipeline", "-s", SOURCE, "-t",
+       "a photo of a tiger", "--method", "p2p", "--size", "32", "--device", "cpu", "--steps",
+       "10", "--cross-replace", "0.5", "--reweight", "tiger=2", "--out", out)  # fmt: skip
+    rec = record(out)
+    r = rec["resolved"]
+    assert (r["guidance"], r["source_guidance"], r["eta"], r["skip"]) == (9.0, 3.5, 1.0, 1)
+    assert (r["cross_replace"], r["self_replace"], r["p2p_mode"]) == (0.5, 0.2, "replace")
+    assert r["reweight"] == [["tiger", 2.0]]
+    assert rec["nfe"] == 10 + 9  # the inversion, then the 9 steps after the skip
+
+
+def test_p2p_refuses_pixel_models_and_bad_reweights(work, tmp_path):
+    from nidiff.bundled import ASSETS
+
+    out = tmp_path / "p2p.png"
+    shirt = ASSETS / "examples" / "shirt-0.png"
+    bad("edit", shirt, "-s", "shirt", "-t", "t-shirt", "--method", "p2p", "--steps", "4",
+        "--out", out, match="needs a Stable Diffusion pipeline", out=out)  # fmt: skip
+    for item in ("tiger", "=2", "tiger=x", "tiger=-1"):
+        bad("edit", work / "photo.png", "--model", work / "pipeline", "-s", SOURCE, "-t", TARGET,
+            "--method", "p2p", *FAST, "--reweight", item, "--out", out,
+            match="expected WORD=FACTOR", out=out)  # fmt: skip
+
+
 def test_invert_regenerate_reconstructs_the_latents(work, monkeypatch):
     from nidiff.cli.latent import LatentModel
     from nidiff.inversion import load_inversion

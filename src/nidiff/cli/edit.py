@@ -26,7 +26,7 @@ from .common import (
     size_option,
     write_record,
 )
-from .latent import EF_PAPER
+from .latent import EF_PAPER, P2P_PAPER
 from .methods import METHODS, run_method
 from .model import LoadedCli, load_cli_model
 
@@ -38,7 +38,9 @@ _SD_EF = (
     f"Stable Diffusion with --method ef: unless given, the EF paper's {EF_PAPER['steps']} steps, "
     f"η {EF_PAPER['eta']:g}, --source-guidance {EF_PAPER['source_guidance']:g}, --guidance "
     f"{EF_PAPER['guidance']:g}, --skip {round(EF_PAPER['skip_frac'] * 100)} of 100 "
-    f"(round({EF_PAPER['skip_frac']} × steps))"
+    f"(round({EF_PAPER['skip_frac']} × steps)); with --method p2p the same but --guidance "
+    f"{P2P_PAPER['guidance']:g} and --skip {round(P2P_PAPER['skip_frac'] * 100)} of 100 (EF "
+    "paper, Table 3)"
 )
 
 
@@ -129,6 +131,34 @@ _SD_EF = (
     help="ngdm, ngdm-ef: keep the source where λ starts below the last step",
 )
 @click.option(
+    "--cross-replace",
+    type=click.FloatRange(0, 1),
+    default=0.6,
+    show_default=True,
+    help="p2p: fraction of the steps run whose cross-attention is the source's",
+)
+@click.option(
+    "--self-replace",
+    type=click.FloatRange(0, 1),
+    default=0.2,
+    show_default=True,
+    help="p2p: fraction of the steps run whose self-attention is the source's",
+)
+@click.option(
+    "--p2p-mode",
+    type=click.Choice(["replace", "refine"]),
+    default="replace",
+    show_default=True,
+    help="p2p: replace (word swap, equal word counts) or refine (words added or removed)",
+)
+@click.option(
+    "--reweight",
+    type=str,
+    multiple=True,
+    metavar="WORD=FACTOR",
+    help="p2p: scale the target's attention to WORD by FACTOR (repeatable)",
+)
+@click.option(
     "--out",
     "-o",
     type=click.Path(path_type=Path),
@@ -173,6 +203,10 @@ def edit(
     map_strength: float,
     threshold: float,
     preserve: bool,
+    cross_replace: float,
+    self_replace: float,
+    p2p_mode: str,
+    reweight: tuple[str, ...],
     out: Path | None,
     save_map: Path | None,
     resize: bool,
@@ -198,6 +232,8 @@ def edit(
         "steps": steps, "guidance": guidance, "source_guidance": source_guidance, "eta": eta,
         "skip": skip, "strength": strength, "factor": factor, "map_n": map_n,
         "map_strength": map_strength, "threshold": threshold, "preserve": preserve,
+        "cross_replace": cross_replace, "self_replace": self_replace, "p2p_mode": p2p_mode,
+        "reweight": _reweights(reweight),
     }  # fmt: skip
     if skip is not None and METHODS[method].skips and skip >= steps:
         raise InputError(f"--skip={skip} must be < --steps={steps}")
@@ -215,11 +251,35 @@ def edit(
     check_outputs([out, record_path(out), save_map], [image], overwrite)
     m = load_cli_model(model, **load)
     opts = resolve_options(m, method, given)
+    _check_model(m, method)
     x0 = m.load_image(image, resize)
     src, tgt = m.conditions(source, target)
     conds = (source, target, src, tgt)
     nfe = _edit_one(m, x0, conds, out, save_map, method, seed, opts, started, {})
     click.echo(f"wrote {out} ({method}, {nfe} model calls)")
+
+
+def _reweights(items: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+    """``--reweight WORD=FACTOR`` items as ``((word, factor), ...)``."""
+    pairs = []
+    for item in items:
+        word, sep, factor = item.rpartition("=")
+        try:
+            value = float(factor)
+        except ValueError:
+            value = float("nan")
+        if not sep or not word.strip() or not value >= 0:
+            raise InputError(f"--reweight {item!r}: expected WORD=FACTOR with FACTOR >= 0")
+        pairs.append((word.strip(), value))
+    return tuple(pairs)
+
+
+def _check_model(m: LoadedCli, method: str) -> None:
+    if METHODS[method].text_only and not hasattr(m, "sd"):
+        raise InputError(
+            f"--method {method} needs a Stable Diffusion pipeline (--model SD_DIR); "
+            f"{m.name} is a pixel model"
+        )
 
 
 def resolve_options(m: LoadedCli, method: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -247,7 +307,7 @@ def _edit_one(m, x0, conds, out, save_map, method, seed, opts, started, row) -> 
     from ..imageio import save_image
 
     source, target, src, tgt = conds
-    res, extra_nfe = run_method(m, x0, method, src, tgt, seed=seed, **opts)
+    res, extra_nfe = run_method(m, x0, method, src, tgt, seed=seed, names=(source, target), **opts)
     save_image(m.to_image(res.x0)[0].clamp(-1, 1), out)
     if save_map is not None:
         save_image(res.lam[0][:1].float() * 2 - 1, save_map)
@@ -269,6 +329,7 @@ def _run_batch(rows, folder, method, model, load, seed, resize, overwrite, given
     check_outputs([r.out for r in mine], [r.image for r in rows], overwrite=True)
     m = load_cli_model(model, **load)
     opts = resolve_options(m, method, given)
+    _check_model(m, method)
     work = []
     for r in mine:  # validate every row before writing anything
         x0 = m.load_image(r.image, resize)

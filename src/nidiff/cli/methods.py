@@ -35,6 +35,10 @@ class EditOptions:
     map_strength: float
     threshold: float
     preserve: bool
+    cross_replace: float = 0.6
+    self_replace: float = 0.2
+    p2p_mode: str = "replace"
+    reweight: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Call:
     grid: Any
     g: torch.Generator
     o: EditOptions
+    names: tuple[str | None, str | None] = (None, None)  # the source and target prompts
 
     @property
     def guide(self) -> dict[str, Any]:
@@ -81,13 +86,14 @@ class Call:
 @dataclass(frozen=True)
 class Method:
     """A row of :data:`METHODS`: the function, a short help (empty: the name says it), whether
-    it has a λ map or mask (``--save-map``) and whether it inverts, then skips steps
-    (``--skip``)."""
+    it has a λ map or mask (``--save-map``), whether it inverts, then skips steps (``--skip``)
+    and whether it needs a text-conditional latent model (Stable Diffusion)."""
 
     run: Callable[[Call], tuple[Any, int]]
     about: str = ""
     has_map: bool = False
     skips: bool = False
+    text_only: bool = False
 
 
 def _ngdm(c: Call) -> tuple[Any, int]:
@@ -174,6 +180,20 @@ def _diffedit(c: Call) -> tuple[Any, int]:
     return res, 0
 
 
+def _p2p(c: Call) -> tuple[Any, int]:
+    from ..editing import p2p_edit_friendly
+
+    o = c.o
+    source, target = c.names
+    res = p2p_edit_friendly(
+        c.m.sd, c.x0, source, target, grid=c.grid, skip=o.skip,
+        source_guidance=o.source_guidance, guidance=o.guidance, eta=o.eta,
+        cross_replace=o.cross_replace, self_replace=o.self_replace, mode=o.p2p_mode,
+        reweight=dict(o.reweight) or None, generator=c.g,
+    )  # fmt: skip
+    return res, 0  # res.nfe already counts the inversion
+
+
 #: ``--method`` NAME → :class:`Method`, in the order ``--help`` lists them. The seam for new
 #: methods (module docstring).
 METHODS: dict[str, Method] = {
@@ -185,18 +205,28 @@ METHODS: dict[str, Method] = {
     "ddim": Method(_ddim, "DDIM inversion", skips=True),
     "cycle": Method(_cycle, "CycleDiffusion", skips=True),
     "diffedit": Method(_diffedit, has_map=True),
+    "p2p": Method(_p2p, "Prompt-to-Prompt + EF inversion (SD)", skips=True, text_only=True),
 }
 
 
 def run_method(
-    m: Any, x0: Tensor, method: str, src: Any, tgt: Any, *, seed: int, **opts: Any
+    m: Any,
+    x0: Tensor,
+    method: str,
+    src: Any,
+    tgt: Any,
+    *,
+    seed: int,
+    names: tuple[str | None, str | None] = (None, None),
+    **opts: Any,
 ) -> tuple[Any, int]:
     """Run ``method`` on ``x0`` with :class:`EditOptions` ``opts``; returns its ``EditResult``
-    and the model calls spent outside it. Every random draw comes from one generator seeded
-    with ``seed`` on the model's device."""
+    and the model calls spent outside it. ``names`` are the source and target prompts (what
+    ``src``/``tgt`` encode; Prompt-to-Prompt aligns their words). Every random draw comes from
+    one generator seeded with ``seed`` on the model's device."""
     from ..schedule import leading_grid
 
     o = EditOptions(**opts)
     grid = leading_grid(m.process.schedule, o.steps)
     g = torch.Generator(device=m.device).manual_seed(seed)
-    return METHODS[method].run(Call(m, x0, src, tgt, grid, g, o))
+    return METHODS[method].run(Call(m, x0, src, tgt, grid, g, o, names))

@@ -16,8 +16,9 @@ r"""A latent diffusion model (a diffusers Stable Diffusion pipeline) as nidiff p
 Every method of nidiff (NGDM, edit-friendly inversion, SDEdit, DDIM inversion, …) then runs on
 latents exactly as on pixels: weighting maps and :math:`\lambda` live at latent resolution
 (``H / f × W / f`` for the VAE's downsampling factor ``f``, 64×64 for 512² in SD 1.x), shared by
-the latent channels. Prompt-to-Prompt attention control (which needs hooks into the UNet's
-cross-attention) is not part of this adapter; it would wrap :attr:`StableDiffusion.unet`.
+the latent channels. Prompt-to-Prompt attention control lives in :mod:`nidiff.models.attention`
+(processors installed on :attr:`StableDiffusion.unet` for the duration of a call) and
+:func:`nidiff.editing.p2p_edit_friendly`.
 
 Latents. ``encode_image`` returns the **mode** (mean) of the VAE's posterior times the
 scaling factor (``(mode - shift_factor) * scaling_factor`` where the VAE defines a shift), not
