@@ -8,6 +8,7 @@ each ``python -m nidiff.bench.NAME`` writes ``DIR/NAME.json``, ``DIR/NAME.md`` a
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,9 +17,35 @@ from typing import Any
 
 from .._io import atomic_path, write_json
 
-__all__ = ["pyplot", "report", "save_figure", "write_outputs"]
+__all__ = ["data_run", "main_parser", "pyplot", "report", "save_figure", "write_outputs"]
 
 Plot = Callable[[dict[str, Any], Path], list[Path]]
+
+
+def main_parser(description: str, *, root: bool = False) -> argparse.ArgumentParser:
+    """The options every ``python -m nidiff.bench.NAME`` shares: ``--device``, ``--json``,
+    ``--out`` and, for benchmarks on Fashion-MNIST, ``--root``; the module adds its presets."""
+    ap = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
+    )
+    if root:
+        from ..data.fashion_mnist import DEFAULT_DIR
+
+        ap.add_argument("--root", type=Path, default=DEFAULT_DIR, help="Fashion-MNIST folder")
+    return ap
+
+
+def data_run(run: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    """``run(**kwargs)``, with a missing dataset turned into a one-line exit (no traceback)."""
+    try:
+        return run(**kwargs)
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from err
 
 
 def pyplot() -> Any:

@@ -53,7 +53,6 @@ explicit (``Preset.seed``, reported under ``seeds``). Needs Fashion-MNIST.
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -71,7 +70,7 @@ from nidiff.metrics import ClassifierFeatures, frechet_distance, kid, precision_
 
 from ._bands import band_versions
 from ._edge_report import markdown, plot
-from ._report import report
+from ._report import data_run, main_parser, report
 from ._strokes import balanced_indices, hijack_grid, stroke_painting, stroke_sdedit
 from .generation import _hardware, _sample, _sampler_name, _sync
 
@@ -263,10 +262,10 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        description="Edge-preserving vs isotropic bundled models: sample quality, FID per "
+    ap = main_parser(
+        "Edge-preserving vs isotropic bundled models: sample quality, FID per "
         "frequency band, stroke-guided SDEdit (EP paper Table 1, App. B, Sec. 5).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        root=True,
     )
     ap.add_argument(
         "--quick",
@@ -274,17 +273,8 @@ def main(argv: list[str] | None = None) -> None:
         help="200 samples at 10 steps, 100 stroke edits, 2,000 real images (default: full, "
         "2,000 samples at 100/50/20/10 steps, 1,000 edits, 10,000 real images)",
     )
-    ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    ap.add_argument("--root", type=Path, default=DEFAULT_DIR, help="Fashion-MNIST folder")
-    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
-    ap.add_argument(
-        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
-    )
     a = ap.parse_args(argv)
-    try:
-        result = run(quick=a.quick, device=a.device, root=a.root)
-    except FileNotFoundError as err:
-        raise SystemExit(f"error: {err}") from err
+    result = data_run(run, quick=a.quick, device=a.device, root=a.root)
     report(result, markdown, a.json, name="edge", out=a.out, plot=plot)
 
 

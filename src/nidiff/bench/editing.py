@@ -57,7 +57,6 @@ Needs Fashion-MNIST (``apt-get install -y dataset-fashion-mnist``).
 
 from __future__ import annotations
 
-import argparse
 import platform
 import time
 from collections import defaultdict
@@ -77,7 +76,7 @@ from nidiff.schedule import linspace_grid
 from ._editing_methods import METHODS, SEED_CODES, Task, run_methods
 from ._editing_metrics import aggregate, edit_region, measure, reference, summary
 from ._editing_plot import plot
-from ._report import report
+from ._report import data_run, main_parser, report
 from .overhead import CountingModel
 
 __all__ = ["METHODS", "PAIRS", "PRESETS", "Preset", "main", "markdown", "plot", "run"]
@@ -387,22 +386,16 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        description="Fidelity vs editability of NGDM, EF, NGDM+EF, SDEdit, ILVR, DDIM inversion, "
+    ap = main_parser(
+        "Fidelity vs editability of NGDM, EF, NGDM+EF, SDEdit, ILVR, DDIM inversion, "
         "CycleDiffusion and DiffEdit on Fashion-MNIST class edits.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        root=True,
     )
     ap.add_argument(
         "--quick",
         action="store_true",
         help="12 images/pair, 10 steps, 2 strengths (default: full, 200 images, "
         "100 steps, 7 strengths, 3 repeats)",
-    )
-    ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    ap.add_argument("--root", type=Path, default=DEFAULT_DIR, help="Fashion-MNIST folder")
-    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
-    ap.add_argument(
-        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
     )
     ap.add_argument(
         "--preset",
@@ -411,13 +404,10 @@ def main(argv: list[str] | None = None) -> None:
         help="a named preset (overrides --quick); cpu: 32 images/pair, 20 steps, 3 strengths",
     )
     a = ap.parse_args(argv)
-    try:
-        preset = PRESETS[a.preset] if a.preset else None
-        result = run(quick=a.quick, device=a.device, root=a.root, preset=preset)
-        if a.preset:
-            result["preset"] = a.preset
-    except FileNotFoundError as err:
-        raise SystemExit(f"error: {err}") from err
+    preset = PRESETS[a.preset] if a.preset else None
+    result = data_run(run, quick=a.quick, device=a.device, root=a.root, preset=preset)
+    if a.preset:
+        result["preset"] = a.preset
     report(result, markdown, a.json, name="editing", out=a.out, plot=plot)
 
 

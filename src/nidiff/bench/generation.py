@@ -28,7 +28,6 @@ cores). The real reference is the whole test set (10,000 images). Needs Fashion-
 
 from __future__ import annotations
 
-import argparse
 import platform
 import time
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from nidiff.generate import generate
 from nidiff.metrics import ClassifierFeatures, frechet_distance, precision_recall
 from nidiff.schedule import leading_grid
 
-from ._report import pyplot, report, save_figure
+from ._report import data_run, main_parser, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "markdown", "plot", "run"]
 
@@ -289,10 +288,10 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        description="Sample quality (classifier FID, precision/recall, accuracy) of the bundled "
+    ap = main_parser(
+        "Sample quality (classifier FID, precision/recall, accuracy) of the bundled "
         "models by sampler and steps.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        root=True,
     )
     ap.add_argument(
         "--quick",
@@ -300,17 +299,8 @@ def main(argv: list[str] | None = None) -> None:
         help="200 samples, 10 steps, ancestral only (default: full, 2,000 samples, "
         "1000/100/50/20/10 steps, DDIM and guided rows)",
     )
-    ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    ap.add_argument("--root", type=Path, default=DEFAULT_DIR, help="Fashion-MNIST folder")
-    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
-    ap.add_argument(
-        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
-    )
     a = ap.parse_args(argv)
-    try:
-        result = run(quick=a.quick, device=a.device, root=a.root)
-    except FileNotFoundError as err:
-        raise SystemExit(f"error: {err}") from err
+    result = data_run(run, quick=a.quick, device=a.device, root=a.root)
     report(result, markdown, a.json, name="generation", out=a.out, plot=plot)
 
 

@@ -34,7 +34,6 @@ and full (``B = 1000``, 100 steps, ``d ∈ {1, 2, 4, 8}``).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 import platform
@@ -59,7 +58,7 @@ from nidiff.process import Process
 from nidiff.samplers import sample
 from nidiff.schedule import DiscreteSchedule, leading_grid, linspace_grid
 
-from ._report import pyplot, report, save_figure
+from ._report import main_parser, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "main", "markdown", "noise_statistics", "plot", "run"]
 
@@ -351,20 +350,12 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        description="Edit-friendly inversion: noise-map statistics, reconstruction, shifts.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    ap = main_parser("Edit-friendly inversion: noise-map statistics, reconstruction, shifts.")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument(
         "--quick", action="store_true", help="B = 200, 20 steps, d in {1, 4} (the default)"
     )
     mode.add_argument("--full", action="store_true", help="B = 1000, 100 steps, d in {1, 2, 4, 8}")
-    ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
-    ap.add_argument(
-        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
-    )
     a = ap.parse_args(argv)
     result = run(quick=not a.full, device=a.device)
     report(result, markdown, a.json, name="inversion", out=a.out, plot=plot)

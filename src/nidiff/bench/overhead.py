@@ -22,7 +22,6 @@ Run ``python -m nidiff.bench.overhead --quick`` (a few minutes on two CPU cores)
 
 from __future__ import annotations
 
-import argparse
 import platform
 import time
 from collections import Counter
@@ -48,7 +47,7 @@ from nidiff.inversion import (
 )
 from nidiff.schedule import DiscreteSchedule, linspace_grid
 
-from ._report import pyplot, report, save_figure
+from ._report import main_parser, pyplot, report, save_figure
 
 __all__ = ["CountingModel", "format_tables", "main", "paper_nfe", "plot", "run"]
 
@@ -354,20 +353,13 @@ def plot(result: dict[str, Any], directory: Path, *, name: str = "overhead") -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m nidiff.bench.overhead",
-        description="Framework overhead of each editing/inversion method over its network calls.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = main_parser(
+        "Framework overhead of each editing/inversion method over its network calls."
     )
     parser.add_argument("--quick", action="store_true", help="small preset (20 steps)")
     parser.add_argument("--steps", type=int, default=None, help="grid size (default: preset)")
     parser.add_argument("--batch", type=int, default=1, help="images per edit")
-    parser.add_argument("--device", type=str, default="cpu", help="torch device")
     parser.add_argument("--reps", type=int, default=None, help="isolated-call repetitions")
-    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
-    )
     args = parser.parse_args(argv)
     result = run(
         quick=args.quick, steps=args.steps, batch=args.batch, device=args.device, reps=args.reps

@@ -27,7 +27,6 @@ steps, every model's training step; for a GPU).
 
 from __future__ import annotations
 
-import argparse
 import math
 import platform
 import statistics
@@ -42,7 +41,7 @@ import torch
 from nidiff.bundled import DEFAULT_MODEL, MODELS, load_bundled
 
 from . import overhead, training
-from ._report import pyplot, report, save_figure
+from ._report import main_parser, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "markdown", "plot", "run", "throughput", "verdict"]
 
@@ -306,21 +305,12 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        prog="python -m nidiff.bench.speed",
-        description="Method overheads, GFF/EP step cost vs isotropic, throughput vs batch size.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    ap = main_parser("Method overheads, GFF/EP step cost vs isotropic, throughput vs batch size.")
     ap.add_argument(
         "--quick",
         action="store_true",
         help="quick overhead/training presets; throughput at B = 1, 4, 16, 64, 5 timed steps "
         "(default: full presets, B = 1 … 1024, 20 timed steps; for a GPU)",
-    )
-    ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
-    ap.add_argument(
-        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
     )
     a = ap.parse_args(argv)
     result = run(quick=a.quick, device=a.device)

@@ -29,7 +29,6 @@ medians in milliseconds. On CUDA every timing is bracketed by synchronisations.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
 import time
@@ -45,7 +44,7 @@ from nidiff.models.diffusers_unet import UNetDenoiser, fashion_unet_config, unet
 from nidiff.training.fashion import FASHION_PROCESSES
 from nidiff.training.spec import ProcessSpec
 
-from ._report import pyplot, report, save_figure
+from ._report import main_parser, pyplot, report, save_figure
 
 __all__ = ["GOAL", "PRESETS", "Preset", "markdown", "plot", "run"]
 
@@ -312,19 +311,11 @@ def plot(result: dict[str, Any], directory: Path, *, name: str = "training") -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        description="Cost of GFF and edge-preserving training/sampling steps vs isotropic.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    ap = main_parser("Cost of GFF and edge-preserving training/sampling steps vs isotropic.")
     ap.add_argument(
         "--full",
         action="store_true",
         help="batch 64, 50 rounds (default: quick, batch 8, 9 rounds)",
-    )
-    ap.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
-    ap.add_argument(
-        "--out", type=Path, default=None, help="write NAME.json, NAME.md and the plots here"
     )
     a = ap.parse_args(argv)
     result = run(quick=not a.full, device=a.device)
