@@ -64,6 +64,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         "200 samples at 10 steps, 100 stroke edits at 0.55·T and 0.4·T, 2,000 real images "
         "(full: 2,000 samples at 100/50/20/10 steps, 1,000 edits, 10,000 real images)",
     ),
+    "sd-speed": Benchmark(
+        "nidiff.bench.sd_speed",
+        "markdown",
+        "seconds per edit of NGDM, EF and diffusers' LEDITS++ on a random SD 1.x UNet (512²)",
+        "256², 8 steps, 1 timed edit, no warm-up (full: 512², 50 steps, 1 warm-up + 3 repeats)",
+    ),
     "speed": Benchmark(
         "nidiff.bench.speed",
         "markdown",
