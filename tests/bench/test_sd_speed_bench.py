@@ -16,7 +16,7 @@ pytest.importorskip("transformers")
 from nidiff.bench import sd_speed
 from nidiff.bench._sd_random import SD15, Architecture, build_tokenizer
 
-#: The tiny configs of ``tests/models/_tiny_sd.py`` with a third UNet level, every level with
+#: The tiny configs of ``tests/support/tiny_sd.py`` with a third UNet level, every level with
 #: cross-attention: LEDITS++ reads cross-attention maps at 1/4 of the latent side.
 TINY = Architecture(
     "tiny",

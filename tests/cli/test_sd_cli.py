@@ -1,12 +1,10 @@
 """Stable Diffusion through the ``nidiff`` command line, on the tiny offline pipeline of
-``tests/models/_tiny_sd.py`` (VAE factor 2: 32² images ↔ 16² latents)."""
+``tests/support/tiny_sd.py`` (VAE factor 2: 32² images ↔ 16² latents)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +16,13 @@ from PIL import Image
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
+import tiny_sd
+
 from nidiff.cli import cli
 from nidiff.cli.methods import METHODS
 
 SOURCE, TARGET = "a photo of a cat", "a photo of a dog"
 FAST = ["--steps", "4", "--size", "32", "--device", "cpu"]
-
-
-def _tiny():
-    """``tests/models/_tiny_sd.py`` (tests are not a package under importlib mode)."""
-    name = "nidiff_tests_tiny_sd"
-    if name not in sys.modules:
-        path = Path(__file__).parents[1] / "models" / "_tiny_sd.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def run(*args):
@@ -71,7 +59,7 @@ def rgb(path: Path) -> np.ndarray:
 def work(tmp_path_factory) -> Path:
     """A work folder holding the tiny pipeline (``pipeline/``) and a 48×40 photo."""
     root = tmp_path_factory.mktemp("sd_cli")
-    _tiny().save_tiny_pipeline(root)
+    tiny_sd.save_tiny_pipeline(root)
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / "photo.png")
     return root

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,25 +12,13 @@ import torch
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
+import tiny_sd
+
 from nidiff.editing import P2PResult, p2p_edit_friendly, p2p_generate
 from nidiff.inversion import edit_friendly_invert, edit_friendly_regenerate
 from nidiff.models.stable_diffusion import StableDiffusion
 from nidiff.schedule import leading_grid
 
-
-def _helper():
-    """``tests/models/_tiny_sd.py`` (tests are not a package under importlib mode)."""
-    name = "nidiff_tests_tiny_sd"
-    if name not in sys.modules:
-        path = Path(__file__).parents[1] / "models" / "_tiny_sd.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-tiny = _helper()
 CAT, DOG, TIGER, BIG_CAT = (
     "a photo of a cat",
     "a photo of a dog",
@@ -45,7 +30,7 @@ STEPS, SKIP = 6, 1
 
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
-    p = tiny.build_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd_p2p"))
+    p = tiny_sd.build_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd_p2p"))
     return StableDiffusion(p.unet, p.vae, p.text_encoder, p.tokenizer, p.scheduler)
 
 
@@ -171,7 +156,7 @@ def test_refine_mode_keeps_new_words_and_injects_the_rest(sd, inv):
     tmap = refine_token_map(sd.tokenizer, CAT, BIG_CAT)
     new = torch.nonzero(tmap.alpha == 0).reshape(-1).tolist()
     assert new == [10, 11, 12]  # 'big'
-    kept = [j for j in range(tiny.MAX_LENGTH) if j not in new]
+    kept = [j for j in range(tiny_sd.MAX_LENGTH) if j not in new]
     for r in (r for r in records if r.is_cross):
         A = r.probs
         torch.testing.assert_close(A[1][..., kept], (A[0] @ tmap.matrix)[..., kept], atol=1e-6,

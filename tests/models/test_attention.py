@@ -4,16 +4,15 @@ processor correctness and restoration, map replacement, re-weighting, self-injec
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
+
+import tiny_sd
 
 from nidiff.models.attention import (
     AttentionEdit,
@@ -35,26 +34,13 @@ from nidiff.models.diffusers_unet import ConditionalUNetDenoiser
 from nidiff.models.stable_diffusion import StableDiffusion
 from nidiff.schedule import leading_grid
 
-
-def _helper():
-    """``_tiny_sd.py`` beside this file (tests are not a package under importlib mode)."""
-    name = "nidiff_tests_tiny_sd"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_tiny_sd.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-tiny = _helper()
 CAT, DOG, TIGER = "a photo of a cat", "a photo of a dog", "a photo of a tiger"
 BIG_CAT = "a photo of a big cat"
 
 
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
-    p = tiny.build_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd_attention"))
+    p = tiny_sd.build_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd_attention"))
     return StableDiffusion(p.unet, p.vae, p.text_encoder, p.tokenizer, p.scheduler)
 
 
@@ -99,20 +85,20 @@ def test_align_is_a_longest_common_subsequence():
 
 def test_replace_map_same_token_counts_is_the_identity(tok):
     m = replace_token_map(tok, CAT, DOG)  # cat and dog: 3 letter-tokens each
-    torch.testing.assert_close(m.matrix, torch.eye(tiny.MAX_LENGTH), rtol=0, atol=0)
+    torch.testing.assert_close(m.matrix, torch.eye(tiny_sd.MAX_LENGTH), rtol=0, atol=0)
     assert bool((m.alpha == 1).all())
 
 
 def test_replace_map_spreads_a_longer_word_and_shifts_the_tail(tok):
     m = replace_token_map(tok, CAT, TIGER)  # cat: tokens 10..12, tiger: 10..14
     P = m.matrix
-    torch.testing.assert_close(P.sum(1), torch.ones(tiny.MAX_LENGTH))  # mass is conserved
+    torch.testing.assert_close(P.sum(1), torch.ones(tiny_sd.MAX_LENGTH))  # mass is conserved
     torch.testing.assert_close(P[:10, :10], torch.eye(10), rtol=0, atol=0)  # shared words
     torch.testing.assert_close(P[10:13, 10:15], torch.full((3, 5), 1 / 5), rtol=0, atol=0)
     assert P[13, 15] == 1 and P[14, 16] == 1 and P[73, 75] == 1  # end token, padding: +2
     torch.testing.assert_close(P[74:, 76], torch.ones(3), rtol=0, atol=0)  # extra source pads
     back = replace_token_map(tok, TIGER, CAT).matrix  # shorter target: last source pad shared
-    torch.testing.assert_close(back.sum(1), torch.ones(tiny.MAX_LENGTH))
+    torch.testing.assert_close(back.sum(1), torch.ones(tiny_sd.MAX_LENGTH))
     assert back[15, 13] == 1 and back[75, 73] == 1
     torch.testing.assert_close(back[76, 74:], torch.full((3,), 1 / 3), rtol=0, atol=0)
     with pytest.raises(ValueError, match="same number of words"):
@@ -123,14 +109,14 @@ def test_refine_map_keeps_new_words_own_maps(tok):
     m = refine_token_map(tok, CAT, BIG_CAT)  # 'big' (3 tokens) added at 10..12
     new = [10, 11, 12]
     assert m.alpha[new].eq(0).all() and m.matrix[:, new].eq(0).all()
-    kept = [i for i in range(tiny.MAX_LENGTH) if i not in new]
+    kept = [i for i in range(tiny_sd.MAX_LENGTH) if i not in new]
     assert m.alpha[kept].eq(1).all()
     for j in range(10):  # start token and 'a photo of a': same positions
         assert m.matrix[j, j] == 1
     for j in (13, 14, 15, 16):  # 'cat' and the end token, shifted by 3 in the target
         assert m.matrix[j - 3, j] == 1
-    src = torch.rand(2, 4, 7, tiny.MAX_LENGTH)
-    tgt = torch.rand(2, 4, 7, tiny.MAX_LENGTH)
+    src = torch.rand(2, 4, 7, tiny_sd.MAX_LENGTH)
+    tgt = torch.rand(2, 4, 7, tiny_sd.MAX_LENGTH)
     out = m.apply(src, tgt)
     torch.testing.assert_close(out[..., new], tgt[..., new], rtol=0, atol=0)
     torch.testing.assert_close(out[..., 13], src[..., 10], rtol=0, atol=0)
@@ -139,7 +125,7 @@ def test_refine_map_keeps_new_words_own_maps(tok):
 def test_token_weights_mark_every_token_of_the_word(tok):
     w = token_weights(tok, "a cat and a cat", {"cat": 2.0})
     spans = [(w_.start, w_.stop) for w_ in word_spans(tok, "a cat and a cat") if w_.text == "cat"]
-    expect = torch.ones(tiny.MAX_LENGTH)
+    expect = torch.ones(tiny_sd.MAX_LENGTH)
     assert spans == [(2, 5), (9, 12)]  # both occurrences
     for a, b in spans:
         expect[a:b] = 2.0
@@ -215,7 +201,7 @@ def test_cross_replace_gives_the_target_the_mapped_source_maps(sd, tok):
     assert len(cross) == 4
     for r in cross:
         A = r.probs  # rows: source, target, null(source x), null(target x)
-        assert A.shape[0] == 4 and A.shape[-1] == tiny.MAX_LENGTH
+        assert A.shape[0] == 4 and A.shape[-1] == tiny_sd.MAX_LENGTH
         torch.testing.assert_close(A[1], tmap.apply(A[0], A[0]), rtol=0, atol=1e-6)
         torch.testing.assert_close(A[1].sum(-1), torch.ones_like(A[1].sum(-1)))
         assert float((A[3] - A[2]).abs().max()) > 1e-4  # unconditional rows are left alone
@@ -246,7 +232,7 @@ def test_reweighting_scales_the_token_columns_after_softmax(sd, tok):
     z = _z(1).expand(2, -1, -1, -1)
     _guided_call(sd, edit, z, [CAT, CAT])
     cat = [10, 11, 12]
-    others = [j for j in range(tiny.MAX_LENGTH) if j not in cat]
+    others = [j for j in range(tiny_sd.MAX_LENGTH) if j not in cat]
     first = rec.of(True)[0]
     assert first.layer.startswith("down_blocks.0") and first.step.replace_cross is False
     A = first.probs

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
+
+import tiny_sd
 
 from nidiff.editing import lam_from_map, ngdm, weighting_map
 from nidiff.inversion import (
@@ -27,27 +26,14 @@ from nidiff.models.diffusers_unet import ConditionalUNetDenoiser
 from nidiff.models.stable_diffusion import StableDiffusion
 from nidiff.schedule import leading_grid
 
-
-def _helper():
-    """``_tiny_sd.py`` beside this file (tests are not a package under importlib mode)."""
-    name = "nidiff_tests_tiny_sd"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_tiny_sd.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-tiny = _helper()
-EMBED_DIM, MAX_LENGTH = tiny.EMBED_DIM, tiny.MAX_LENGTH
+EMBED_DIM, MAX_LENGTH = tiny_sd.EMBED_DIM, tiny_sd.MAX_LENGTH
 
 SOURCE, TARGET = "a photo of a cat", "a photo of a dog"
 
 
 @pytest.fixture(scope="module")
 def pipe_dir(tmp_path_factory):
-    return tiny.save_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd"))
+    return tiny_sd.save_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd"))
 
 
 @pytest.fixture(scope="module")

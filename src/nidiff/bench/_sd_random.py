@@ -7,7 +7,7 @@ the weights are drawn from a seed and nothing is downloaded. Images made with it
 The CLIP tokenizer is built from a hand-written vocabulary (the two special tokens, every
 lower-case letter, digit and a few punctuation marks on their own and as a word end ``x</w>``)
 and a merges file holding only the version header, so words are tokenised letter by letter (as
-in ``tests/models/_tiny_sd.py``); prompts are padded to 77 tokens as in SD 1.x, so the text
+in ``tests/support/tiny_sd.py``); prompts are padded to 77 tokens as in SD 1.x, so the text
 encoder's cost does not depend on it. The text encoder's vocabulary matches this tokenizer
 (86 entries instead of CLIP's 49,408: only the embedding table is smaller).
 """

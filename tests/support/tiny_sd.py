@@ -11,8 +11,6 @@ only the version header, so words are tokenised letter by letter; nothing is dow
 
 from __future__ import annotations
 
-import json
-import string
 from pathlib import Path
 
 import torch
@@ -23,18 +21,11 @@ MAX_LENGTH = 77
 EMBED_DIM = 32
 
 
-def _write_tokenizer_files(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    pieces = list(string.ascii_lowercase + string.digits + ".,!?'-")
-    vocab = ["<|startoftext|>", "<|endoftext|>", *pieces, *(p + "</w>" for p in pieces)]
-    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-
-
 def build_tiny_pipeline(workdir: Path, seed: int = 0):
     """Build the tiny ``StableDiffusionPipeline`` in memory (weights from ``seed``).
 
-    ``workdir`` receives the hand-written tokenizer files (read back by ``CLIPTokenizer``).
+    ``workdir`` is not needed any more (the tokenizer is built in a temporary folder); kept so
+    callers can pass their work folder.
     """
     from diffusers import (
         AutoencoderKL,
@@ -42,13 +33,11 @@ def build_tiny_pipeline(workdir: Path, seed: int = 0):
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    tok_dir = Path(workdir) / "tokenizer_src"
-    _write_tokenizer_files(tok_dir)
-    tokenizer = CLIPTokenizer(
-        str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=MAX_LENGTH
-    )
+    from nidiff.bench._sd_random import build_tokenizer
+
+    tokenizer = build_tokenizer(MAX_LENGTH)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
