@@ -222,3 +222,25 @@ def test_bad_pipelines_sizes_and_devices(work, tmp_path):
     bad("sample", "--size", "32", "--device", "cpu", "--out", out, match="pixel model", out=out)
     if not torch.cuda.is_available():
         bad(*edit, *sd[:2], "--device", "cuda", match="CUDA is not available", out=out)
+
+
+def test_batch_csv_of_prompts_with_p2p(work, tmp_path):
+    """Batch mode on a pipeline: per-row prompts, one seed per row, the paired P2P method."""
+    shutil.copy(work / "photo.png", tmp_path / "a.png")
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(tmp_path / "b.png")
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"image,source,target\na.png,{SOURCE},{TARGET}\nb.png,{SOURCE},a tiger\n")
+    out = tmp_path / "edits"
+    bad("edit", rows, "--model", work / "pipeline", "--method", "p2p", *FAST, "--out", out,
+        match="same number of words", out=out)  # fmt: skip
+    assert not out.exists()  # every row is checked before any is written
+    tiger = "a photo of a tiger"
+    rows.write_text(f"image,source,target\na.png,{SOURCE},{TARGET}\nb.png,{SOURCE},{tiger}\n")
+    ok("edit", rows, "--model", work / "pipeline", "--method", "p2p", *FAST, "--seed", "3",
+       "--out", out)  # fmt: skip
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert len(names) == 2 and all("-p2p-" in n for n in names)
+    recs = [record(out / n) for n in names]
+    assert sorted(r["seed"] for r in recs) == [3, 4]
+    assert {r["target_prompt"] for r in recs} == {TARGET, tiger}
+    assert all(rgb(out / n).shape == (32, 32, 3) for n in names)

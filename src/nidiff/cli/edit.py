@@ -27,7 +27,7 @@ from .common import (
     write_record,
 )
 from .latent import EF_PAPER, P2P_PAPER
-from .methods import METHODS, run_method
+from .methods import METHODS, check_method, run_method
 from .model import LoadedCli, load_cli_model
 
 __all__ = ["METHODS", "edit", "run_method"]
@@ -252,6 +252,7 @@ def edit(
     m = load_cli_model(model, **load)
     opts = resolve_options(m, method, given)
     _check_model(m, method)
+    check_method(m, method, source, target, **opts)
     x0 = m.load_image(image, resize)
     src, tgt = m.conditions(source, target)
     conds = (source, target, src, tgt)
@@ -332,6 +333,7 @@ def _run_batch(rows, folder, method, model, load, seed, resize, overwrite, given
     _check_model(m, method)
     work = []
     for r in mine:  # validate every row before writing anything
+        check_method(m, method, r.source, r.target, **opts)
         x0 = m.load_image(r.image, resize)
         work.append((r, x0, (r.source, r.target, *m.conditions(r.source, r.target))))
     label = f"edit {method} (rank {rank}/{world}, {done} done before)"

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["METHODS", "Call", "EditOptions", "Method", "run_method"]
+__all__ = ["METHODS", "Call", "EditOptions", "Method", "check_method", "run_method"]
 
 
 @dataclass(frozen=True)
@@ -87,13 +87,16 @@ class Call:
 class Method:
     """A row of :data:`METHODS`: the function, a short help (empty: the name says it), whether
     it has a λ map or mask (``--save-map``), whether it inverts, then skips steps (``--skip``)
-    and whether it needs a text-conditional latent model (Stable Diffusion)."""
+    and whether it needs a text-conditional latent model (Stable Diffusion). ``check``, if
+    any, validates a (source, target) pair before anything runs (batch mode checks every row
+    first)."""
 
     run: Callable[[Call], tuple[Any, int]]
     about: str = ""
     has_map: bool = False
     skips: bool = False
     text_only: bool = False
+    check: Callable[[Any, str, str, EditOptions], None] | None = None
 
 
 def _ngdm(c: Call) -> tuple[Any, int]:
@@ -194,6 +197,16 @@ def _p2p(c: Call) -> tuple[Any, int]:
     return res, 0  # res.nfe already counts the inversion
 
 
+def _p2p_check(m: Any, source: str, target: str, o: EditOptions) -> None:
+    """The prompts must align in ``--p2p-mode`` and every re-weighted word be in the target."""
+    from ..editing import p2p_token_map
+    from ..models.attention import token_weights
+
+    p2p_token_map(m.sd, source, target, o.p2p_mode)
+    if o.reweight:
+        token_weights(m.sd.tokenizer, target, dict(o.reweight))
+
+
 #: ``--method`` NAME → :class:`Method`, in the order ``--help`` lists them. The seam for new
 #: methods (module docstring).
 METHODS: dict[str, Method] = {
@@ -205,8 +218,18 @@ METHODS: dict[str, Method] = {
     "ddim": Method(_ddim, "DDIM inversion", skips=True),
     "cycle": Method(_cycle, "CycleDiffusion", skips=True),
     "diffedit": Method(_diffedit, has_map=True),
-    "p2p": Method(_p2p, "Prompt-to-Prompt + EF inversion (SD)", skips=True, text_only=True),
+    "p2p": Method(
+        _p2p, "Prompt-to-Prompt + EF inversion (SD)", skips=True, text_only=True, check=_p2p_check
+    ),
 }
+
+
+def check_method(m: Any, method: str, source: str, target: str, **opts: Any) -> None:
+    """Raise ``ValueError`` if ``method`` cannot edit ``source`` into ``target`` (no-op for
+    methods without a check)."""
+    check = METHODS[method].check
+    if check is not None:
+        check(m, source, target, EditOptions(**opts))
 
 
 def run_method(
