@@ -84,6 +84,8 @@ def test_edit_each_method(work, method):
     assert rec["model"]["latent_shape"] == [4, 16, 16]
     assert (rec["source_prompt"], rec["target_prompt"]) == (SOURCE, TARGET)
     assert rec["resolved"]["steps"] == 4 and rec["nfe"] >= 1
+    expected_guidance = {"ef": 15.0, "p2p": 9.0}.get(method, 7.5)  # SD's defaults, not 3
+    assert rec["resolved"]["guidance"] == expected_guidance
 
 
 def test_ef_follows_the_paper_unless_told(work, monkeypatch):

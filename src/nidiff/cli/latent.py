@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .common import InputError, check_image_file
 
-__all__ = ["EF_PAPER", "P2P_PAPER", "LatentModel"]
+__all__ = ["EF_PAPER", "P2P_PAPER", "SD_GUIDANCE", "LatentModel"]
 
 #: EF defaults for Stable Diffusion (Huberman-Spiegelglas et al. 2024, Sec. 6): 100 steps,
 #: η = 1, source guidance 3.5, target guidance 15, skip 36 of 100 (scaled: 0.36 × steps).
@@ -33,6 +33,9 @@ EF_PAPER: dict[str, Any] = {
     "guidance": 15.0,
     "skip_frac": 0.36,
 }
+
+#: The classifier-free guidance scale of Stable Diffusion's own pipeline, for the other methods.
+SD_GUIDANCE = 7.5
 
 #: P2P + EF defaults (EF paper, Table 3 "P2P + Our inv."): 100 steps, η = 1, source guidance
 #: 3.5, target guidance 9, skip 12 of 100, cross-attention replaced during 60 % and
@@ -132,8 +135,8 @@ class LatentModel:
 
     def defaults(self, method: str) -> dict[str, Any]:
         """The EF paper's settings for ``ef`` (:data:`EF_PAPER`) and ``p2p``
-        (:data:`P2P_PAPER`); none for other methods."""
-        return dict({"ef": EF_PAPER, "p2p": P2P_PAPER}.get(method, {}))
+        (:data:`P2P_PAPER`); Stable Diffusion's usual guidance scale 7.5 for the others."""
+        return dict({"ef": EF_PAPER, "p2p": P2P_PAPER}.get(method, {"guidance": SD_GUIDANCE}))
 
     def describe(self) -> dict[str, Any]:
         return {
