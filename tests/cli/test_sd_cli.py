@@ -186,6 +186,7 @@ def test_sample(work):
     ok("sample", "--model", work / "pipeline", "-n", "2", "--class", TARGET, *FAST, "--out", out)
     assert rgb(out).shape == (36, 70, 3)  # 1 × 2 tiles of 32 with 2-pixel padding
     assert record(out)["prompt"] == TARGET
+    assert record(out)["guidance"] == 7.5  # Stable Diffusion's scale unless given
     ok("sample", "--model", work / "pipeline", "-n", "1", *FAST, "--out", work / "uncond.png")
     assert record(work / "uncond.png")["prompt"] is None
 
