@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,12 @@ __all__ = ["data_run", "main_parser", "pyplot", "report", "save_figure", "write_
 Plot = Callable[[dict[str, Any], Path], list[Path]]
 
 
-def main_parser(description: str, *, root: bool = False) -> argparse.ArgumentParser:
+def main_parser(
+    description: str, *, root: bool = False, presets: Mapping[str, Any] | None = None
+) -> argparse.ArgumentParser:
     """The options every ``python -m nidiff.bench.NAME`` shares: ``--device``, ``--json``,
-    ``--out`` and, for benchmarks on Fashion-MNIST, ``--root``; the module adds its presets."""
+    ``--out``, for benchmarks on Fashion-MNIST ``--root``, and with ``presets`` a ``--preset``
+    naming one of them (read by :func:`data_run`); the module adds ``--quick``/``--full``."""
     ap = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -37,13 +40,29 @@ def main_parser(description: str, *, root: bool = False) -> argparse.ArgumentPar
         from ..data.fashion_mnist import DEFAULT_DIR
 
         ap.add_argument("--root", type=Path, default=DEFAULT_DIR, help="Fashion-MNIST folder")
+    if presets:
+        ap.add_argument(
+            "--preset",
+            choices=list(presets),
+            default=None,
+            help="a named preset (overrides --quick)",
+        )
     return ap
 
 
-def data_run(run: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-    """``run(**kwargs)``, with a missing dataset turned into a one-line exit (no traceback)."""
+def data_run(
+    run: Callable[..., dict[str, Any]],
+    *,
+    preset: str | None = None,
+    presets: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """``run(**kwargs)`` — with ``preset=presets[preset]`` and the result's ``preset`` named so
+    when a preset is named — and a missing dataset turned into a one-line exit."""
     try:
-        return run(**kwargs)
+        if preset is None:
+            return run(**kwargs)
+        return {**run(**kwargs, preset=(presets or {})[preset]), "preset": preset}
     except FileNotFoundError as err:
         raise SystemExit(f"error: {err}") from err
 
@@ -122,15 +141,18 @@ def report(
     name: str | None = None,
     out: Path | None = None,
     plot: Plot | None = None,
+    overwrite: bool = True,
 ) -> None:
     """Print ``table(result)``; write ``result`` to ``json`` atomically when a path is given, and
-    the JSON, table and plots to ``out`` (as ``name``) when a directory is given."""
+    the JSON, table and plots to ``out`` (as ``name``) when a directory is given (an existing
+    output there is refused unless ``overwrite``)."""
     text = table(result)
     print(text)
     if json is not None:
         write_json(json, result)
+        print(f"wrote {json}")
     if out is not None:
         if name is None:
             raise ValueError("report(out=...) needs the benchmark's name")
-        for path in write_outputs(name, result, text, out, plot):
+        for path in write_outputs(name, result, text, out, plot, overwrite=overwrite):
             print(f"wrote {path}")

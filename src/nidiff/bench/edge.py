@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         "Edge-preserving vs isotropic bundled models: sample quality, FID per "
         "frequency band, stroke-guided SDEdit (EP paper Table 1, App. B, Sec. 5).",
         root=True,
+        presets=PRESETS,
     )
     ap.add_argument(
         "--quick",
@@ -275,17 +276,10 @@ def main(argv: list[str] | None = None) -> None:
         help="200 samples at 10 steps, 100 stroke edits, 2,000 real images (default: full, "
         "2,000 samples at 100/50/20/10 steps, 1,000 edits, 10,000 real images)",
     )
-    ap.add_argument(
-        "--preset",
-        choices=list(PRESETS),
-        default=None,
-        help="a named preset (overrides --quick); cpu: 1,000 samples at 20 steps, 300 edits",
-    )
     a = ap.parse_args(argv)
-    preset = PRESETS[a.preset] if a.preset else None
-    result = data_run(run, quick=a.quick, device=a.device, root=a.root, preset=preset)
-    if a.preset:
-        result["preset"] = a.preset
+    result = data_run(
+        run, quick=a.quick, device=a.device, root=a.root, preset=a.preset, presets=PRESETS
+    )
     report(result, markdown, a.json, name="edge", out=a.out, plot=plot)
 
 

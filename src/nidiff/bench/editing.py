@@ -390,6 +390,7 @@ def main(argv: list[str] | None = None) -> None:
         "Fidelity vs editability of NGDM, EF, NGDM+EF, SDEdit, ILVR, DDIM inversion, "
         "CycleDiffusion and DiffEdit on Fashion-MNIST class edits.",
         root=True,
+        presets=PRESETS,
     )
     ap.add_argument(
         "--quick",
@@ -397,17 +398,10 @@ def main(argv: list[str] | None = None) -> None:
         help="12 images/pair, 10 steps, 2 strengths (default: full, 200 images, "
         "100 steps, 7 strengths, 3 repeats)",
     )
-    ap.add_argument(
-        "--preset",
-        choices=list(PRESETS),
-        default=None,
-        help="a named preset (overrides --quick); cpu: 32 images/pair, 20 steps, 3 strengths",
-    )
     a = ap.parse_args(argv)
-    preset = PRESETS[a.preset] if a.preset else None
-    result = data_run(run, quick=a.quick, device=a.device, root=a.root, preset=preset)
-    if a.preset:
-        result["preset"] = a.preset
+    result = data_run(
+        run, quick=a.quick, device=a.device, root=a.root, preset=a.preset, presets=PRESETS
+    )
     report(result, markdown, a.json, name="editing", out=a.out, plot=plot)
 
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from .common import check_outputs, input_errors, overwrite_option
-from .common import resolve_device as _device
+from .common import check_outputs, device_option, input_errors, overwrite_option, resolve_device
 
 __all__ = ["BENCHMARKS", "bench"]
 
@@ -110,13 +109,7 @@ _HELP = "\n\n".join(
     default=None,
     help="write NAME.json, NAME.md and the benchmark's PNG plots into this directory",
 )
-@click.option(
-    "--device",
-    type=str,
-    default="auto",
-    show_default="auto: cuda if available, else cpu",
-    help="torch device, e.g. cpu, cuda or cuda:1",
-)
+@device_option
 @overwrite_option
 @input_errors
 def bench(
@@ -127,8 +120,7 @@ def bench(
     device: str,
     overwrite: bool,
 ) -> None:
-    from .._io import write_json
-    from ..bench._report import pyplot, write_outputs
+    from ..bench._report import pyplot, report
 
     if json_path is not None:
         check_outputs([json_path], [], overwrite)
@@ -136,15 +128,9 @@ def bench(
         check_outputs([out_dir / f"{name}.json", out_dir / f"{name}.md"], [], overwrite)
         pyplot()  # fail now, not after the run, if matplotlib is missing
     spec = BENCHMARKS[name]
-    dev = _device(device)
     module = importlib.import_module(spec.module)
-    result: dict[str, Any] = module.run(quick=quick, device=dev)
-    table = getattr(module, spec.table)(result)
-    click.echo(table)
-    if json_path is not None:
-        write_json(json_path, result)
-        click.echo(f"wrote {json_path}")
-    if out_dir is not None:
-        plot = getattr(module, "plot", None)
-        for path in write_outputs(name, result, table, out_dir, plot, overwrite=overwrite):
-            click.echo(f"wrote {path}")
+    result: dict[str, Any] = module.run(quick=quick, device=resolve_device(device))
+    report(
+        result, getattr(module, spec.table), json_path, name=name, out=out_dir,
+        plot=getattr(module, "plot", None), overwrite=overwrite,
+    )  # fmt: skip

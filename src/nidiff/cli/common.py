@@ -25,6 +25,7 @@ __all__ = [
     "check_image_file",
     "check_outputs",
     "class_conditions",
+    "device_option",
     "device_options",
     "input_errors",
     "model_option",
@@ -148,6 +149,16 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     return DTYPES[name]
 
 
+#: ``--device``: where the networks run (:func:`resolve_device` reads it).
+device_option = click.option(
+    "--device",
+    type=str,
+    default="auto",
+    show_default="auto: cuda if available, else cpu",
+    help="torch device, e.g. cpu, cuda or cuda:1",
+)
+
+
 def device_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--device`` and ``--dtype`` (where the model runs and in which precision)."""
     fn = click.option(
@@ -158,13 +169,7 @@ def device_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="precision of the networks (float16 only on CUDA); inputs, latents and outputs "
         "stay float32",
     )(fn)
-    return click.option(
-        "--device",
-        type=str,
-        default="auto",
-        show_default="auto: cuda if available, else cpu",
-        help="torch device, e.g. cpu, cuda or cuda:1",
-    )(fn)
+    return device_option(fn)
 
 
 def option_given(name: str) -> bool:
