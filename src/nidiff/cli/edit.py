@@ -278,7 +278,7 @@ def _reweights(items: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
 
 
 def _check_model(m: LoadedCli, method: str) -> None:
-    if METHODS[method].text_only and not hasattr(m, "sd"):
+    if METHODS[method].text_only and m.sd is None:
         raise InputError(
             f"--method {method} needs a Stable Diffusion pipeline (--model SD_DIR); "
             f"{m.name} is a pixel model"

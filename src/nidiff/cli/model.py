@@ -42,6 +42,9 @@ class LoadedCli(Protocol):
         device: where the networks run (tensors of :math:`\\mathcal X` live there).
         denoiser: ``out = denoiser(x_t, t, cond)``; ``process``: its
             :class:`~nidiff.process.Process`; ``null``: the unconditional condition (or ``None``).
+        sd: the :class:`~nidiff.models.stable_diffusion.StableDiffusion` adapter of a latent
+            text-to-image model (methods that need prompts and the UNet, e.g. Prompt-to-Prompt),
+            ``None`` for pixel models.
     """
 
     name: str
@@ -51,6 +54,7 @@ class LoadedCli(Protocol):
     denoiser: Any
     process: Any
     null: Any
+    sd: Any
 
     def load_image(self, path: Path, resize: bool) -> Tensor:
         """An image file as :math:`x_0` ``(1, C, size/factor, size/factor)`` on ``device``."""

@@ -48,6 +48,7 @@ class PixelModel:
         self.device = torch.device(device)
         self.denoiser, self.process = self.m.denoiser, self.m.process
         self.null = self.m.denoiser.null_cond() if self.m.null_class is not None else None
+        self.sd = None  # not a latent text-to-image model
 
     def load_image(self, path: Path, resize: bool) -> Tensor:
         """Read an image as ``(1, C, size, size)``; another size is refused unless ``resize``
