@@ -75,6 +75,7 @@ from nidiff.inversion import (
 from nidiff.process import Process
 from nidiff.schedule import TimeGrid
 
+from ._device import sync
 from .overhead import CountingModel
 
 __all__ = ["METHODS", "SEED_CODES", "Edit", "Task", "run_methods", "seed_of"]
@@ -133,19 +134,14 @@ class _Cost:
         return _Cost(self.nfe + other.nfe, self.seconds + other.seconds)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(task: Task, fn: Callable[..., Any], *args: Any, **kw: Any) -> tuple[Any, _Cost]:
     """``fn(*args, **kw)`` with the network evaluations (calls × batch) and wall seconds it took."""
     counter = task.model
     counter.batches.clear()
-    _sync(counter.device)
+    sync(counter.device)
     start = time.perf_counter()
     out = fn(*args, **kw)
-    _sync(counter.device)
+    sync(counter.device)
     seconds = time.perf_counter() - start
     return out, _Cost(sum(b * n for b, n in counter.batches.items()), seconds)
 

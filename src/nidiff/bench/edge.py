@@ -69,10 +69,11 @@ from nidiff.editing import gaussian_blur
 from nidiff.metrics import ClassifierFeatures, frechet_distance, kid, precision_recall, psnr, ssim
 
 from ._bands import band_versions
+from ._device import hardware, sync
 from ._edge_report import markdown, plot
 from ._report import data_run, main_parser, report
 from ._strokes import balanced_indices, hijack_grid, stroke_painting, stroke_sdedit
-from .generation import _hardware, _sample, _sampler_name, _sync
+from .generation import _sample, _sampler_name
 
 __all__ = ["MODELS", "PRESETS", "Preset", "hijack_grid", "main", "markdown", "plot", "run"]
 
@@ -173,10 +174,10 @@ def run(
     labels = torch.arange(p.samples) % 10
     for model, m in models.items():
         for steps in p.steps:
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             x = _sample(m, "ancestral", steps, p.samples, device, p.seed + steps, batch)
-            _sync(device)
+            sync(device)
             secs = time.perf_counter() - t0
             f = feats(x)
             pr = precision_recall(real_f, f, K)
@@ -226,10 +227,10 @@ def run(
     for h in p.hijacks:
         for model, m in models.items():
             grid = hijack_grid(m.schedule, h, p.edit_steps)
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             x = stroke_sdedit(m, strokes, ys, grid, h, p.seed + SDEDIT_SEED, device, batch)
-            _sync(device)
+            sync(device)
             secs = time.perf_counter() - t0
             edit_rows.append(
                 {"hijack": h, "model": model, "t_start": float(grid.t[0]), "steps": len(grid)}
@@ -242,7 +243,7 @@ def run(
         "preset": name,
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(p).items()},
         "device": str(device),
-        "hardware": _hardware(device),
+        "hardware": hardware(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "real": n_real,

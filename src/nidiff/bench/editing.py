@@ -57,7 +57,6 @@ Needs Fashion-MNIST (``apt-get install -y dataset-fashion-mnist``).
 
 from __future__ import annotations
 
-import platform
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -73,6 +72,7 @@ from nidiff.data.transforms import from_uint8, to_uint8
 from nidiff.metrics import ClassifierFeatures
 from nidiff.schedule import linspace_grid
 
+from ._device import hardware
 from ._editing_methods import METHODS, SEED_CODES, Task, run_methods
 from ._editing_metrics import aggregate, edit_region, measure, reference, summary
 from ._editing_plot import plot
@@ -121,12 +121,6 @@ PRESETS = {
         repeats=3,
     ),
 }
-
-
-def _hardware(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"CPU ({platform.processor() or platform.machine()})"
 
 
 def _hex(x: Tensor) -> list[str]:
@@ -295,7 +289,7 @@ def run(
         "config": asdict(p) | {"example_strength": ex_s, "example_ilvr_factor": ex_f},
         "model": MODEL,
         "device": str(dev),
-        "hardware": _hardware(dev),
+        "hardware": hardware(dev),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "seeds": {

@@ -28,7 +28,6 @@ cores). The real reference is the whole test set (10,000 images). Needs Fashion-
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from nidiff.generate import generate
 from nidiff.metrics import ClassifierFeatures, frechet_distance, precision_recall
 from nidiff.schedule import leading_grid
 
+from ._device import hardware, sync
 from ._report import data_run, main_parser, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "markdown", "plot", "run"]
@@ -111,18 +111,6 @@ def _sample(m, row: str, steps: int, n: int, device: str, seed: int, batch: int)
     return torch.cat(out)
 
 
-def _sync(device: str) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _hardware(device: str) -> str:
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"CPU ({platform.processor() or platform.machine()})"
-
-
 def run(
     quick: bool = True,
     device: str = "cpu",
@@ -171,10 +159,10 @@ def run(
         if p.guided_steps is not None:
             cells.append(("guided", p.guided_steps, GUIDANCE))
         for row, steps, w in cells:
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             x = _sample(m, row, steps, p.samples, device, p.seed + steps, batch)
-            _sync(device)
+            sync(device)
             secs = time.perf_counter() - t0
             f = feats(x)
             labels = torch.arange(p.samples) % 10
@@ -198,7 +186,7 @@ def run(
     return {
         "preset": name,
         "device": str(device),
-        "hardware": _hardware(device),
+        "hardware": hardware(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "samples": p.samples,

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +57,7 @@ from nidiff.process import Process
 from nidiff.samplers import sample
 from nidiff.schedule import DiscreteSchedule, leading_grid, linspace_grid
 
+from ._device import hardware
 from ._report import main_parser, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "main", "markdown", "noise_statistics", "plot", "run"]
@@ -228,19 +228,13 @@ def run(quick: bool = True, device: str = "cpu", *, preset: Preset | None = None
     return {
         "preset": name if preset is None else "custom",
         "device": str(dev),
-        "hardware": _hardware(dev),
+        "hardware": hardware(dev),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "statistics": stats,
         **fashion,
         "seconds": {"statistics": mid - start, "fashion": end - mid, "total": end - start},
     }
-
-
-def _hardware(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"CPU ({platform.processor() or platform.machine()})"
 
 
 def statistics_table(stats: dict[str, Any]) -> str:

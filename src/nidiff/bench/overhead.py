@@ -47,6 +47,7 @@ from nidiff.inversion import (
 )
 from nidiff.schedule import DiscreteSchedule, linspace_grid
 
+from ._device import sync
 from ._report import main_parser, pyplot, report, save_figure
 
 __all__ = ["CountingModel", "format_tables", "main", "paper_nfe", "plot", "run"]
@@ -72,18 +73,13 @@ class CountingModel:
         return sum(self.batches.values())
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Any = None) -> Tensor:
-        _sync(self.device)
+        sync(self.device)
         start = time.perf_counter()
         out = self.model(x_t, t, cond)
-        _sync(self.device)
+        sync(self.device)
         self.seconds += time.perf_counter() - start
         self.batches[int(x_t.shape[0])] += 1
         return out
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _call_time(model, x: Tensor, cond: Tensor, reps: int, device: torch.device) -> float:
@@ -92,10 +88,10 @@ def _call_time(model, x: Tensor, cond: Tensor, reps: int, device: torch.device) 
     t = torch.tensor(500.0, device=device)
     times = []
     for i in range(reps + 2):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         model(x, t, cond)
-        _sync(device)
+        sync(device)
         if i >= 2:
             times.append(time.perf_counter() - start)
     return min(times)
@@ -241,10 +237,10 @@ def run(
         for name, fn in methods:
             counter.batches.clear()
             counter.seconds = 0.0
-            _sync(dev)
+            sync(dev)
             start = time.perf_counter()
             res = fn()
-            _sync(dev)
+            sync(dev)
             wall = time.perf_counter() - start
             rows.append(
                 {

@@ -63,6 +63,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._device import hardware, sync
 from ._report import report
 from ._sd_random import SD15, Architecture, random_components
 
@@ -101,11 +102,6 @@ def nidiff_nfe(steps: int, map_draws: int = MAP_DRAWS) -> dict[str, int]:
     return {"NGDM": 2 * map_draws + 2 * steps, "EF": 2 * steps + 2 * (steps - skip)}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 class _Hooks:
     """Forward hooks timing the inside of named modules; the UNet's calls are also counted by
     batch size."""
@@ -127,14 +123,14 @@ class _Hooks:
             if name == "unet":
                 x = args[0] if args else kwargs["sample"]
                 self.batches[int(x.shape[0])] += 1
-            _sync(self.device)
+            sync(self.device)
             self._start[name] = time.perf_counter()
 
         return hook
 
     def _post(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple, out: Any) -> None:
-            _sync(self.device)
+            sync(self.device)
             self.seconds[name] += time.perf_counter() - self._start.pop(name)
 
         return hook
@@ -234,12 +230,6 @@ def _ledits_pipeline(sd: Any) -> Any:
     return pipe
 
 
-def _hardware(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"CPU ({platform.processor() or platform.machine()})"
-
-
 def run(
     quick: bool = True,
     device: str | torch.device = "cpu",
@@ -313,10 +303,10 @@ def run(
             for _ in range(p.repeats):
                 for name, fn in methods.items():
                     hooks.reset()
-                    _sync(dev)
+                    sync(dev)
                     start = time.perf_counter()
                     out = fn()
-                    _sync(dev)
+                    sync(dev)
                     wall = time.perf_counter() - start
                     if not bool(torch.isfinite(out).all()):
                         raise RuntimeError(f"{name} made a non-finite image (try --dtype float32)")
@@ -349,7 +339,7 @@ def run(
         "preset": None if preset is not None else ("quick" if quick else "full"),
         **asdict(p),
         "device": str(dev),
-        "hardware": _hardware(dev),
+        "hardware": hardware(dev),
         "dtype": dtype,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -28,7 +28,6 @@ steps, every model's training step; for a GPU).
 from __future__ import annotations
 
 import math
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ import torch
 from nidiff.bundled import DEFAULT_MODEL, MODELS, load_bundled
 
 from . import overhead, training
+from ._device import hardware, sync
 from ._report import main_parser, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "markdown", "plot", "run", "throughput", "verdict"]
@@ -64,19 +64,14 @@ PRESETS = {
 }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _median_seconds(step: Callable[[Any], Any], batch: Any, warmup: int, reps: int, dev) -> float:
     """Median wall time of ``reps`` calls ``step(batch)`` after ``warmup`` untimed ones."""
     times = []
     for i in range(warmup + reps):
-        _sync(dev)
+        sync(dev)
         start = time.perf_counter()
         step(batch)
-        _sync(dev)
+        sync(dev)
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return statistics.median(times)
@@ -164,15 +159,10 @@ def run(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
         result[key] = part()
         seconds[key] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - start
-    hardware = (
-        torch.cuda.get_device_name(dev)
-        if dev.type == "cuda"
-        else f"CPU ({platform.processor() or platform.machine()})"
-    )
     return {
         "preset": name,
         "device": str(dev),
-        "hardware": hardware,
+        "hardware": hardware(dev),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         **result,

@@ -29,7 +29,6 @@ medians in milliseconds. On CUDA every timing is bracketed by synchronisations.
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from nidiff.models.diffusers_unet import UNetDenoiser, fashion_unet_config, unet
 from nidiff.training.fashion import FASHION_PROCESSES
 from nidiff.training.spec import ProcessSpec
 
+from ._device import hardware, sync
 from ._report import main_parser, pyplot, report, save_figure
 
 __all__ = ["GOAL", "PRESETS", "Preset", "markdown", "plot", "run"]
@@ -91,11 +91,6 @@ def _draw(gen: torch.Generator, p: Preset, device: torch.device) -> _Batch:
     return _Batch(
         *(v.to(device) for v in (x0, labels)), t.to(device), *(v.to(device) for v in (eps, x_t, z))
     )
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _training_step(spec: ProcessSpec, net: torch.nn.Module) -> Callable[[_Batch], None]:
@@ -191,10 +186,10 @@ def run(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
     for r in range(p.warmup + p.rounds):
         batch = _draw(gen, p, dev)
         for key, op in ops.items():
-            _sync(dev)
+            sync(dev)
             start = time.perf_counter()
             op(batch)
-            _sync(dev)
+            sync(dev)
             if r >= p.warmup:
                 times[key].append(time.perf_counter() - start)
 
@@ -222,7 +217,7 @@ def run(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
     return {
         "preset": name,
         "device": str(dev),
-        "hardware": _hardware(dev),
+        "hardware": hardware(dev),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "batch": p.batch,
@@ -235,12 +230,6 @@ def run(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
         "goal": GOAL,
         "meets_goal": {k: all(v <= GOAL for v in r.values()) for k, r in ratios.items()},
     }
-
-
-def _hardware(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"CPU ({platform.processor() or platform.machine()})"
 
 
 def markdown(result: dict[str, Any]) -> str:
