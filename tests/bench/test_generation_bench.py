@@ -101,12 +101,10 @@ def test_plot_writes_the_fid_and_precision_recall_figure(tmp_path):
 
 def test_cli_out_writes_json_table_and_plot(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from click.testing import CliRunner
-
-    from nidiff.cli import cli
+    from cli_calls import run
 
     def invoke(*args):
-        return CliRunner().invoke(cli, ["bench", "generation", *map(str, args)])
+        return run("bench", "generation", *args)
 
     monkeypatch.setattr(generation, "run", lambda quick, device: _fake_result())
     out = tmp_path / "out"

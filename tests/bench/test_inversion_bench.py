@@ -98,13 +98,12 @@ def test_plot_writes_the_four_panel_figure(stats, tmp_path):
 
 def test_cli_out_writes_json_table_and_plot(stats, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from click.testing import CliRunner
+    from cli_calls import run
 
     from nidiff.bench import inversion
-    from nidiff.cli import cli
 
     def invoke(*args):
-        return CliRunner().invoke(cli, ["bench", "inversion", *map(str, args)])
+        return run("bench", "inversion", *args)
 
     fake = json.loads(json.dumps(_fake(stats)))
     monkeypatch.setattr(inversion, "run", lambda quick, device: fake)

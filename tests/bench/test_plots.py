@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 pytest.importorskip("matplotlib")
 
+from cli_calls import run
+
 from nidiff.bench import overhead, training
 from nidiff.bench._report import write_outputs
-from nidiff.cli import cli
 
 
 def fake_training() -> dict:
@@ -73,7 +73,7 @@ def test_plot_writes_a_png(tmp_path, module, fake, png):
 
 
 def cli_run(*args: str | Path):
-    return CliRunner().invoke(cli, ["bench", *(str(a) for a in args)])
+    return run("bench", *args)
 
 
 @pytest.mark.parametrize(

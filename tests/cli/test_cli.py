@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_calls import bad, ok, record, run
 from PIL import Image
 
 from nidiff.bundled import ASSETS
-from nidiff.cli import cli
 from nidiff.cli.edit import METHODS
 
 SNEAKER = ASSETS / "examples" / "sneaker-0.png"
 STEPS = ["--steps", "3"]
 
 
-def run(*args: str | Path):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    return result
-
-
-def ok(*args: str | Path):
-    result = run(*args)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def bad(*args: str | Path, match: str):
-    """Exit 2, one ``Error:`` line naming the problem, no traceback."""
-    result = run(*args)
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1 and match in errors[0], result.stderr
-    return result
-
-
 def grey(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L"), dtype=np.int16)
-
-
-def record(out: Path) -> dict:
-    return json.loads(out.with_name(out.name + ".json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -3,50 +3,24 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 import tiny_sd
+from cli_calls import bad, ok, record, run
 
-from nidiff.cli import cli
 from nidiff.cli.methods import METHODS
 
 SOURCE, TARGET = "a photo of a cat", "a photo of a dog"
 FAST = ["--steps", "4", "--size", "32", "--device", "cpu"]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(*args):
-    result = run(*args)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def bad(*args, match: str, out: Path):
-    """Exit 2, one ``Error:`` line naming the problem, no traceback, no output."""
-    result = run(*args)
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1 and match in errors[0], result.stderr
-    assert not out.exists() and not out.with_name(out.name + ".json").exists()
-
-
-def record(out: Path) -> dict:
-    return json.loads(out.with_name(out.name + ".json").read_text())
 
 
 def rgb(path: Path) -> np.ndarray:

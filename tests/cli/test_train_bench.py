@@ -8,38 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 pytest.importorskip("diffusers")
 pytest.importorskip("accelerate")
 pytest.importorskip("sklearn")
 
-from nidiff.cli import cli
+from cli_calls import bad, ok
+
 from nidiff.cli.bench import BENCHMARKS
 from nidiff.training.checkpoint import load_model
 
 TINY = ["--channels", "8,16", "--batch-size", "8", "--warmup", "1", "--checkpoint-every", "3"]
-
-
-def run(*args: str | Path):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(*args: str | Path):
-    result = run(*args)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def bad(*args: str | Path, match: str):
-    """Exit 2, one ``Error:`` line naming the problem, no traceback."""
-    result = run(*args)
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1 and match in errors[0], result.stderr
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +43,7 @@ def test_train_digits_writes_model_and_record(trained):
 
 def test_existing_model_needs_resume_then_resume_continues(trained):
     bad("train", trained, "--noise", "edge", "--data", "digits", *TINY, match="--resume")
-    err = bad("train", trained, "--noise", "edge", "--data", "digits", *TINY, match="exists")
+    err = bad("train", trained, "--noise", "edge", "--data", "digits", *TINY, match="exists").stderr
     assert "choose another directory" in err
     ok("train", trained, "--noise", "edge", "--data", "digits", "--steps", "8", *TINY, "--resume")
     assert load_model(trained / "model").config["step"] == 8
@@ -79,7 +59,7 @@ def test_missing_fashion_mnist_gives_the_install_hint(tmp_path):
     err = bad(
         "train", tmp_path / "out", "--noise", "isotropic", "--data-root", tmp_path / "nowhere",
         match="does not exist",
-    )  # fmt: skip
+    ).stderr  # fmt: skip
     assert "apt-get install -y dataset-fashion-mnist" in err and "--data-root" in err
     assert not (tmp_path / "out" / "model").exists()
 
