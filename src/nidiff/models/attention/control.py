@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -148,9 +148,20 @@ class AttentionStep:
     offsets: Tensor
     replace_cross: bool
     inject_self: bool
+    # every attention layer of one call asks for the same pairs: computed (and checked, which
+    # reads the device) once per (B, device)
+    _pairs: dict[tuple[int, torch.device], tuple[Tensor, Tensor]] = field(
+        default_factory=dict, repr=False
+    )
 
     def pairs(self, B: int, device: torch.device) -> tuple[Tensor, Tensor]:
         """Target rows and their source rows, ``(n,)`` each; raises on a source out of range."""
+        key = (B, torch.device(device))
+        if key not in self._pairs:
+            self._pairs[key] = self._find_pairs(B, key[1])
+        return self._pairs[key]
+
+    def _find_pairs(self, B: int, device: torch.device) -> tuple[Tensor, Tensor]:
         off = self.offsets.to(device=device, dtype=torch.long).reshape(-1)
         if off.shape[0] != B:
             raise ValueError(f"{off.shape[0]} source offsets for a batch of {B} rows")
