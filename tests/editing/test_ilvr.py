@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from gaussian_fields import smooth_covariance
 
 from nidiff.editing.ilvr import ilvr, lowpass
 from nidiff.models import GaussianDenoiser
@@ -17,13 +18,7 @@ GRID = linspace_grid(SCHED, 25)
 DIMS = (1, 8, 8)
 
 
-def _cov() -> torch.Tensor:
-    ii, jj = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
-    p = torch.stack([ii.flatten(), jj.flatten()], 1).double()
-    return 0.5 * torch.exp(-0.5 * torch.cdist(p, p).square() / 4.0) + 0.05 * torch.eye(64).double()
-
-
-COV = _cov()
+COV = smooth_covariance(scale=0.5, length2=4.0, nugget=0.05)
 
 
 def _setup(noise=None, B: int = 8, seed: int = 0):

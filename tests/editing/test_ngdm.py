@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from gaussian_fields import smooth_covariance
 
 from nidiff.editing import EditResult, ngdm, rounded_start, weighting_map
 from nidiff.models import EmpiricalDenoiser, GaussianDenoiser
@@ -19,20 +20,15 @@ SCHED = DiscreteSchedule.linear(1000)
 PROC = Process(SCHED)
 GRID = leading_grid(SCHED, 10)  # 901, 801, ..., 1 → 0
 H = W = 8
+COV = smooth_covariance(H, scale=0.2, nugget=0.02)
 INSIDE = (slice(2, 6), slice(2, 6))
-
-
-def _cov(scale: float = 0.2) -> torch.Tensor:
-    ii, jj = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
-    p = torch.stack([ii.flatten(), jj.flatten()], 1).double()
-    return scale * torch.exp(-0.5 * torch.cdist(p, p).square()) + 0.02 * torch.eye(H * W).double()
 
 
 class TwoClass:
     """Label 0 → N(0, C), label 1 → N(1.5, C), label 2 → N(0.75, C) (the "null" class)."""
 
     def __init__(self, noise=None):
-        self.dens = [GaussianDenoiser(torch.full((1, H, W), m), _cov(), SCHED, noise) for m in
+        self.dens = [GaussianDenoiser(torch.full((1, H, W), m), COV, SCHED, noise) for m in
                      (0.0, 1.5, 0.75)]  # fmt: skip
 
     def __call__(self, x_t, t, cond=None):

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from gaussian_fields import smooth_covariance
 
 from nidiff.editing.ngdm import rounded_start
 from nidiff.editing.ngdm_ef import ngdm_edit_friendly
@@ -18,13 +19,8 @@ from nidiff.schedule import DiscreteSchedule, leading_grid
 SCHED = DiscreteSchedule.linear(1000)
 GRID = leading_grid(SCHED, 8)
 H = W = 8
+COV = smooth_covariance(H, scale=0.2, nugget=0.02)
 SRC, TGT = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long)
-
-
-def _cov() -> torch.Tensor:
-    ii, jj = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
-    p = torch.stack([ii.flatten(), jj.flatten()], 1).double()
-    return 0.2 * torch.exp(-0.5 * torch.cdist(p, p).square()) + 0.02 * torch.eye(H * W).double()
 
 
 class TwoClass:
@@ -32,9 +28,7 @@ class TwoClass:
 
     def __init__(self, noise=None):
         means = (0.0, 1.5, 0.75)
-        self.dens = [
-            GaussianDenoiser(torch.full((1, H, W), m), _cov(), SCHED, noise) for m in means
-        ]
+        self.dens = [GaussianDenoiser(torch.full((1, H, W), m), COV, SCHED, noise) for m in means]
 
     def __call__(self, x_t, t, cond=None):
         outs = torch.stack([d(x_t, t) for d in self.dens])

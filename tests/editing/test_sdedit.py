@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+from gaussian_fields import smooth_covariance
 
 from nidiff.editing.ngdm import ngdm
 from nidiff.editing.sdedit import sdedit, start_index
@@ -20,13 +21,7 @@ GRID = linspace_grid(SCHED, 20)
 DIMS = (1, 8, 8)
 
 
-def _cov() -> torch.Tensor:
-    ii, jj = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
-    p = torch.stack([ii.flatten(), jj.flatten()], 1).double()
-    return 0.5 * torch.exp(-0.5 * torch.cdist(p, p).square() / 2.0) + 0.05 * torch.eye(64).double()
-
-
-COV = _cov()
+COV = smooth_covariance(scale=0.5, length2=2.0, nugget=0.05)
 
 
 def _setup(noise=None, B: int = 4, seed: int = 0):

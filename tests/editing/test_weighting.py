@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from gaussian_fields import smooth_covariance
 
 from nidiff.editing import WeightMap, gaussian_blur, lam_from_map, weighting_map
 from nidiff.models import GaussianDenoiser
@@ -19,21 +20,14 @@ H = W = 8
 SQUARE = (slice(2, 6), slice(3, 7))  # rows 2..5, cols 3..6
 
 
-def _cov(scale: float = 0.2, length: float = 1.0) -> torch.Tensor:
-    """A smooth (squared-exponential) covariance on the 8×8 grid plus a small nugget."""
-    ii, jj = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
-    p = torch.stack([ii.flatten(), jj.flatten()], 1).double()
-    d2 = torch.cdist(p, p).square()
-    return scale * torch.exp(-0.5 * d2 / length**2) + 0.02 * torch.eye(H * W, dtype=torch.float64)
-
-
 class TwoClass:
     """A conditional analytic model: label 0 → N(mu0, C), label 1 → N(mu1, C), label 2 → mean."""
 
     def __init__(self, mu0: torch.Tensor, mu1: torch.Tensor, scale1: float = 0.2, noise=None):
         mus, scales = (mu0, mu1, 0.5 * (mu0 + mu1)), (0.2, scale1, 0.2)
         self.dens = [
-            GaussianDenoiser(m, _cov(s), SCHED, noise) for m, s in zip(mus, scales, strict=True)
+            GaussianDenoiser(m, smooth_covariance(H, scale=s, nugget=0.02), SCHED, noise)
+            for m, s in zip(mus, scales, strict=True)
         ]
         self.calls = 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from gaussian_fields import smooth_covariance
 
 from nidiff.inversion.ddim import DDIMInversion, ddim_edit, ddim_invert
 from nidiff.models import GaussianDenoiser
@@ -16,13 +17,7 @@ SCHED = DiscreteSchedule.linear(1000)
 DIMS = (1, 8, 8)
 
 
-def _cov() -> torch.Tensor:
-    ii, jj = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
-    p = torch.stack([ii.flatten(), jj.flatten()], 1).double()
-    return 0.5 * torch.exp(-0.5 * torch.cdist(p, p).square() / 2.0) + 0.05 * torch.eye(64).double()
-
-
-COV = _cov()
+COV = smooth_covariance(scale=0.5, length2=2.0, nugget=0.05)
 
 
 def _setup(noise=None, B: int = 4, seed: int = 0):
