@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -184,3 +185,17 @@ def test_run_tiny_end_to_end():
     edits = result["examples"]["pairs"][pair]["edits"]
     assert set(edits) == set(editing.METHODS)
     assert len(edits["NGDM"]["images"][0]) == 2 * 28 * 28
+
+
+@pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="Fashion-MNIST not installed")
+def test_a_methods_subset_runs_only_those_and_charges_the_shared_work():
+    tiny = editing.Preset(
+        images=2, steps=4, strengths=(0.001,), ilvr_factors=(4,), diversity_inputs=0,
+        map_draws=2, pairs=((7, 5),), examples=1, real=40, methods=("NGDM+EF",),
+    )  # fmt: skip
+    rows = editing.run(device="cpu", preset=tiny)["rows"]
+    assert {r["method"] for r in rows} == {"source", "target (train)", "NGDM+EF"}
+    edit = next(r for r in rows if r["method"] == "NGDM+EF")
+    assert edit["nfe_per_image"] == 1 + 2 * 1 + 2 * 2  # inversion + guided step + the map
+    with pytest.raises(ValueError, match="choose among SDEdit, NGDM"):
+        editing.run(device="cpu", preset=replace(tiny, methods=("NGDM", "Pix2Pix")))

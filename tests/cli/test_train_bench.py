@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,29 @@ def test_bench_calls_run_prints_the_table_and_writes_json(tmp_path, monkeypatch,
     ok("bench", name, "--device", "cpu", "--json", path, "--overwrite")
     assert calls[-1] == {"quick": False, "device": "cpu"}
     bad("bench", name, "--device", "nonsense", match="not a torch device")
+
+
+def test_bench_preset_and_set_change_the_preset_passed_to_run(tmp_path, monkeypatch):
+    from nidiff.bench import editing
+
+    calls = []
+
+    def fake_run(*, quick, device, preset=None):
+        calls.append(preset)
+        return {"preset": "custom", "value": 1.0}
+
+    monkeypatch.setattr(editing, "run", fake_run)
+    monkeypatch.setattr(editing, "markdown", lambda r: "| table |")
+    path = tmp_path / "r.json"
+    ok("bench", "editing", "--preset", "cpu", "--set", "steps=100", "--set",
+       "methods=NGDM,EF", "--json", path)  # fmt: skip
+    assert calls[-1] == replace(editing.PRESETS["cpu"], steps=100, methods=("NGDM", "EF"))
+    assert json.loads(path.read_text())["preset"] == "cpu, steps=100, methods=NGDM,EF"
+    ok("bench", "editing", "--quick", "--set", "images=3", "--json", path, "--overwrite")
+    assert calls[-1] == replace(editing.PRESETS["quick"], images=3)
+    n = len(calls)
+    bad("bench", "editing", "--set", "image=3", match="no such field")
+    bad("bench", "editing", "--set", "steps=many", match="not an int")
+    bad("bench", "editing", "--preset", "gpu", match="no preset 'gpu'")
+    bad("bench", "overhead", "--preset", "quick", match="overhead has no presets")
+    assert len(calls) == n  # refused before anything ran

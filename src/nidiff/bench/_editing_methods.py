@@ -47,7 +47,7 @@ numbers: with λ ≡ 1 NGDM would reproduce SDEdit exactly, so their difference 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,59 +152,80 @@ def _gen(task: Task, what: str, j: int) -> tuple[torch.Generator, int]:
 
 
 def run_methods(
-    task: Task, strengths: tuple[float, ...], factors: tuple[int, ...]
+    task: Task,
+    strengths: tuple[float, ...],
+    factors: tuple[int, ...],
+    methods: Collection[str] = METHODS,
 ) -> Iterator[Edit]:
-    """Every method at every setting, strength-major (then ILVR by factor); see the module."""
+    """Every method of ``methods`` (default all) at every setting, strength-major (then ILVR by
+    factor); see the module. Shared work runs only when a chosen method needs it."""
     x0, proc, grid, net = task.x0, task.process, task.grid, task.model
     src, tgt = task.source, task.target
     guide = {"guidance": task.guidance, "null_cond": task.null_cond}
     pair = {"source_cond": src, "target_cond": tgt}
+    want = set(methods)
 
     def edit(method: str, label: str, p: float, res: Any, cost: _Cost, seed, t0) -> Edit:
         x = res.x0.detach().clamp(-1, 1).cpu()
         return Edit(method, label, p, x, cost.nfe, cost.seconds, seed, float(t0))
 
-    g, _ = _gen(task, "map", 0)
-    wm, map_cost = _timed(task, weighting_map, net, x0, proc, **pair, n=task.map_draws, generator=g)
-    g, mask_seed = _gen(task, "mask", 0)
-    mask, mask_cost = _timed(task, diffedit_mask, net, x0, proc, **pair, n=task.map_draws,
-                             generator=g)  # fmt: skip
+    if want & {"NGDM", "NGDM+EF"}:
+        g, _ = _gen(task, "map", 0)
+        wm, map_cost = _timed(task, weighting_map, net, x0, proc, **pair, n=task.map_draws,
+                              generator=g)  # fmt: skip
+    if "DiffEdit" in want:
+        g, mask_seed = _gen(task, "mask", 0)
+        mask, mask_cost = _timed(task, diffedit_mask, net, x0, proc, **pair, n=task.map_draws,
+                                 generator=g)  # fmt: skip
     for j, s in enumerate(strengths):
         k = start_index(grid, s, proc.schedule.t_max)
         sub, t_k, label = grid[k:], float(grid.t[k]), f"s = {s:g}"
 
-        g, seed = _gen(task, "SDEdit", j)
-        res, cost = _timed(task, sdedit, net, x0, proc, grid, strength=s, cond=tgt, generator=g,
-                           **guide)  # fmt: skip
-        yield edit("SDEdit", label, s, res, cost, seed, t_k)
+        if "SDEdit" in want:
+            g, seed = _gen(task, "SDEdit", j)
+            res, cost = _timed(task, sdedit, net, x0, proc, grid, strength=s, cond=tgt,
+                               generator=g, **guide)  # fmt: skip
+            yield edit("SDEdit", label, s, res, cost, seed, t_k)
 
-        g, seed = _gen(task, "NGDM", j)  # = SDEdit's seed (common random numbers)
-        res, cost = _timed(task, ngdm, net, x0, proc, sub, wm.lam, cond=tgt, generator=g, **guide)
-        yield edit("NGDM", label, s, res, cost + map_cost, seed, t_k)
+        if "NGDM" in want:
+            g, seed = _gen(task, "NGDM", j)  # = SDEdit's seed (common random numbers)
+            res, cost = _timed(task, ngdm, net, x0, proc, sub, wm.lam, cond=tgt, generator=g,
+                               **guide)  # fmt: skip
+            yield edit("NGDM", label, s, res, cost + map_cost, seed, t_k)
 
-        g, seed = _gen(task, "EF", j)
-        inv, inv_cost = _timed(task, edit_friendly_invert, net, x0, proc, sub, cond=src,
-                               generator=g)  # fmt: skip
-        res, cost = _timed(task, edit_friendly_regenerate, net, inv, proc, cond=tgt, **guide)
-        yield edit("EF", label, s, res, cost + inv_cost, seed, t_k)
-        res, cost = _timed(task, ngdm_edit_friendly, net, inv, proc, wm.lam, cond=tgt, **guide)
-        yield edit("NGDM+EF", label, s, res, cost + inv_cost + map_cost, seed, t_k)
-        del inv
+        if want & {"EF", "NGDM+EF"}:
+            g, seed = _gen(task, "EF", j)
+            inv, inv_cost = _timed(task, edit_friendly_invert, net, x0, proc, sub, cond=src,
+                                   generator=g)  # fmt: skip
+            if "EF" in want:
+                res, cost = _timed(task, edit_friendly_regenerate, net, inv, proc, cond=tgt,
+                                   **guide)  # fmt: skip
+                yield edit("EF", label, s, res, cost + inv_cost, seed, t_k)
+            if "NGDM+EF" in want:
+                res, cost = _timed(task, ngdm_edit_friendly, net, inv, proc, wm.lam, cond=tgt,
+                                   **guide)  # fmt: skip
+                yield edit("NGDM+EF", label, s, res, cost + inv_cost + map_cost, seed, t_k)
+            del inv
 
-        dinv, inv_cost = _timed(task, ddim_invert, net, x0, proc, sub, cond=src)
-        res, cost = _timed(task, ddim_edit, net, dinv, proc, cond=tgt, **guide)
-        yield edit("DDIM inv.", label, s, res, cost + inv_cost, None, t_k)
+        if "DDIM inv." in want:
+            dinv, inv_cost = _timed(task, ddim_invert, net, x0, proc, sub, cond=src)
+            res, cost = _timed(task, ddim_edit, net, dinv, proc, cond=tgt, **guide)
+            yield edit("DDIM inv.", label, s, res, cost + inv_cost, None, t_k)
 
-        g, seed = _gen(task, "CycleDiff.", j)
-        cinv, inv_cost = _timed(task, cycle_invert, net, x0, proc, sub, cond=src, generator=g)
-        res, cost = _timed(task, cycle_edit, net, cinv, proc, cond=tgt, **guide)
-        yield edit("CycleDiff.", label, s, res, cost + inv_cost, seed, t_k)
+        if "CycleDiff." in want:
+            g, seed = _gen(task, "CycleDiff.", j)
+            cinv, inv_cost = _timed(task, cycle_invert, net, x0, proc, sub, cond=src,
+                                    generator=g)  # fmt: skip
+            res, cost = _timed(task, cycle_edit, net, cinv, proc, cond=tgt, **guide)
+            yield edit("CycleDiff.", label, s, res, cost + inv_cost, seed, t_k)
 
-        res, cost = _timed(task, diffedit, net, x0, proc, grid, **pair, mask=mask, strength=s,
-                           **guide)  # fmt: skip
-        yield edit("DiffEdit", label, s, res, cost + mask_cost, mask_seed, t_k)
-    for j, f in enumerate(factors):
-        g, seed = _gen(task, "ILVR", j)
-        res, cost = _timed(task, ilvr, net, x0, proc, grid, factor=f, cond=tgt, generator=g,
-                           **guide)  # fmt: skip
-        yield edit("ILVR", f"N = {f}", float(f), res, cost, seed, float(grid.t[0]))
+        if "DiffEdit" in want:
+            res, cost = _timed(task, diffedit, net, x0, proc, grid, **pair, mask=mask,
+                               strength=s, **guide)  # fmt: skip
+            yield edit("DiffEdit", label, s, res, cost + mask_cost, mask_seed, t_k)
+    if "ILVR" in want:
+        for j, f in enumerate(factors):
+            g, seed = _gen(task, "ILVR", j)
+            res, cost = _timed(task, ilvr, net, x0, proc, grid, factor=f, cond=tgt, generator=g,
+                               **guide)  # fmt: skip
+            yield edit("ILVR", f"N = {f}", float(f), res, cost, seed, float(grid.t[0]))

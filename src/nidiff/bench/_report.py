@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_path, write_json
+from ._presets import choose_preset
 
 __all__ = ["data_run", "main_parser", "pyplot", "report", "save_figure", "write_outputs"]
 
@@ -27,7 +28,8 @@ def main_parser(
 ) -> argparse.ArgumentParser:
     """The options every ``python -m nidiff.bench.NAME`` shares: ``--device``, ``--json``,
     ``--out``, for benchmarks on Fashion-MNIST ``--root``, and with ``presets`` a ``--preset``
-    naming one of them (read by :func:`data_run`); the module adds ``--quick``/``--full``."""
+    naming one of them and ``--set KEY=VALUE`` changing one of its fields (both read by
+    :func:`data_run`); the module adds ``--quick``."""
     ap = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -47,23 +49,37 @@ def main_parser(
             default=None,
             help="a named preset (overrides --quick)",
         )
+        ap.add_argument(
+            "--set",
+            dest="assignments",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="change one field of the preset (repeatable), e.g. steps=100 or "
+            "strengths=0.3,0.5; tuples are comma-separated",
+        )
     return ap
 
 
 def data_run(
     run: Callable[..., dict[str, Any]],
     *,
+    quick: bool = False,
     preset: str | None = None,
     presets: Mapping[str, Any] | None = None,
+    assignments: Sequence[str] = (),
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """``run(**kwargs)`` — with ``preset=presets[preset]`` and the result's ``preset`` named so
-    when a preset is named — and a missing dataset turned into a one-line exit."""
+    """``run(quick=quick, **kwargs)``; with ``presets``, the preset chosen by
+    :func:`~nidiff.bench._presets.choose_preset` (``preset`` or quick/full, then
+    ``assignments``) is passed as ``preset=`` and the result's ``preset`` is its label. A missing
+    dataset or a bad preset choice becomes a one-line exit."""
     try:
-        if preset is None:
-            return run(**kwargs)
-        return {**run(**kwargs, preset=(presets or {})[preset]), "preset": preset}
-    except FileNotFoundError as err:
+        if presets is None:
+            return run(quick=quick, **kwargs)
+        label, chosen = choose_preset(presets, quick, preset, assignments)
+        return {**run(quick=quick, preset=chosen, **kwargs), "preset": label}
+    except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"error: {err}") from err
 
 

@@ -279,8 +279,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     a = ap.parse_args(argv)
     result = data_run(
-        run, quick=a.quick, device=a.device, root=a.root, preset=a.preset, presets=PRESETS
-    )
+        run, quick=a.quick, device=a.device, root=a.root, preset=a.preset, presets=PRESETS,
+        assignments=a.assignments,
+    )  # fmt: skip
     report(result, markdown, a.json, name="edge", out=a.out, plot=plot)
 
 

@@ -103,6 +103,7 @@ class Preset:
     seed: int = 0
     examples: int = 2  # sources per pair in editing-examples.png
     real: int | None = None  # target-class test images as reference; None: all 1,000
+    methods: tuple[str, ...] = METHODS  # a subset runs only those (and their shared work)
 
 
 PRESETS = {
@@ -182,6 +183,9 @@ def run(
     p = preset if preset is not None else PRESETS[name]
     if p.images < 2 or not 0 <= p.diversity_inputs <= p.images or p.repeats < 1:
         raise ValueError(f"{p} needs images >= 2, diversity_inputs <= images, repeats >= 1")
+    unknown = [m for m in p.methods if m not in METHODS]
+    if unknown or not p.methods:
+        raise ValueError(f"methods {list(p.methods)}: choose among {', '.join(METHODS)}")
     dev = torch.device(device)
     xt, yt = load_fashion_mnist_tensors(root, "test")
     xtr, ytr = load_fashion_mnist_tensors(root, "train")
@@ -252,7 +256,7 @@ def run(
                 p.seed + 10**6 * rep,
                 i,
             )
-            for e in run_methods(task, p.strengths, p.ilvr_factors):
+            for e in run_methods(task, p.strengths, p.ilvr_factors, p.methods):
                 part = measure(e.x, q.x0, q.region, q.target, d, K, feats, clf)
                 part.update(nfe=e.nfe, seconds=e.seconds, batch=len(batch))
                 pooled[(e.method, e.setting)].append(part)
@@ -394,8 +398,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     a = ap.parse_args(argv)
     result = data_run(
-        run, quick=a.quick, device=a.device, root=a.root, preset=a.preset, presets=PRESETS
-    )
+        run, quick=a.quick, device=a.device, root=a.root, preset=a.preset, presets=PRESETS,
+        assignments=a.assignments,
+    )  # fmt: skip
     report(result, markdown, a.json, name="editing", out=a.out, plot=plot)
 
 

@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         "Sample quality (classifier FID, precision/recall, accuracy) of the bundled "
         "models by sampler and steps.",
         root=True,
+        presets=PRESETS,
     )
     ap.add_argument(
         "--quick",
@@ -288,7 +289,10 @@ def main(argv: list[str] | None = None) -> None:
         "1000/100/50/20/10 steps, DDIM and guided rows)",
     )
     a = ap.parse_args(argv)
-    result = data_run(run, quick=a.quick, device=a.device, root=a.root)
+    result = data_run(
+        run, quick=a.quick, device=a.device, root=a.root, preset=a.preset, presets=PRESETS,
+        assignments=a.assignments,
+    )  # fmt: skip
     report(result, markdown, a.json, name="generation", out=a.out, plot=plot)
 
 

@@ -58,7 +58,7 @@ from nidiff.samplers import sample
 from nidiff.schedule import DiscreteSchedule, leading_grid, linspace_grid
 
 from ._device import hardware
-from ._report import main_parser, pyplot, report, save_figure
+from ._report import data_run, main_parser, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "main", "markdown", "noise_statistics", "plot", "run"]
 
@@ -344,12 +344,17 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = main_parser("Edit-friendly inversion: noise-map statistics, reconstruction, shifts.")
+    ap = main_parser(
+        "Edit-friendly inversion: noise-map statistics, reconstruction, shifts.", presets=PRESETS
+    )
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="B = 200, 20 steps (the default)")
     mode.add_argument("--full", action="store_true", help="B = 1000, 100 steps")
     a = ap.parse_args(argv)
-    result = run(quick=not a.full, device=a.device)
+    result = data_run(
+        run, quick=not a.full, device=a.device, preset=a.preset, presets=PRESETS,
+        assignments=a.assignments,
+    )  # fmt: skip
     report(result, markdown, a.json, name="inversion", out=a.out, plot=plot)
 
 

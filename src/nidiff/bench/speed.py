@@ -41,7 +41,7 @@ from nidiff.bundled import DEFAULT_MODEL, MODELS, load_bundled
 
 from . import overhead, training
 from ._device import hardware, sync
-from ._report import main_parser, pyplot, report, save_figure
+from ._report import data_run, main_parser, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "markdown", "plot", "run", "throughput", "verdict"]
 
@@ -128,16 +128,17 @@ def throughput(
     return {"batches": list(batches), "warmup": warmup, "reps": reps, "series": series}
 
 
-def run(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
+def run(quick: bool = True, device: str = "cpu", *, preset: Preset | None = None) -> dict[str, Any]:
     """All three parts with the ``quick`` or ``full`` preset; returns a JSON-safe dict.
+    ``preset`` replaces the throughput part's sizes (the other two follow ``quick``).
 
     Keys: ``overhead`` (:func:`nidiff.bench.overhead.run`), ``training``
     (:func:`nidiff.bench.training.run`), ``throughput`` (:func:`throughput`), ``seconds`` (wall
     time per part and ``total``) and the setting (``preset``, ``device``, ``hardware``,
     ``torch``, ``threads``).
     """
-    name = "quick" if quick else "full"
-    p = PRESETS[name]
+    name = "custom" if preset is not None else ("quick" if quick else "full")
+    p = preset if preset is not None else PRESETS[name]
     dev = torch.device(device)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -295,7 +296,10 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = main_parser("Method overheads, GFF/EP step cost vs isotropic, throughput vs batch size.")
+    ap = main_parser(
+        "Method overheads, GFF/EP step cost vs isotropic, throughput vs batch size.",
+        presets=PRESETS,
+    )
     ap.add_argument(
         "--quick",
         action="store_true",
@@ -303,7 +307,10 @@ def main(argv: list[str] | None = None) -> None:
         "(default: full presets, B = 1 … 1024, 20 timed steps; for a GPU)",
     )
     a = ap.parse_args(argv)
-    result = run(quick=a.quick, device=a.device)
+    result = data_run(
+        run, quick=a.quick, device=a.device, preset=a.preset, presets=PRESETS,
+        assignments=a.assignments,
+    )  # fmt: skip
     report(result, markdown, a.json, name="speed", out=a.out, plot=plot)
 
 

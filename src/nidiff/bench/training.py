@@ -44,7 +44,7 @@ from nidiff.training.fashion import FASHION_PROCESSES
 from nidiff.training.spec import ProcessSpec
 
 from ._device import hardware, sync
-from ._report import main_parser, pyplot, report, save_figure
+from ._report import data_run, main_parser, pyplot, report, save_figure
 
 __all__ = ["GOAL", "PRESETS", "Preset", "markdown", "plot", "run"]
 
@@ -165,8 +165,9 @@ def _operations(p: Preset, device: torch.device) -> dict[str, Callable[[_Batch],
     return ops
 
 
-def run(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
-    """Time everything once with the ``quick`` or ``full`` preset; returns a JSON-safe dict.
+def run(quick: bool = True, device: str = "cpu", *, preset: Preset | None = None) -> dict[str, Any]:
+    """Time everything once with the ``quick`` or ``full`` preset (or ``preset``); returns a
+    JSON-safe dict.
 
     Keys: ``ms`` (median milliseconds per operation), ``ratio`` (per process: ``train`` and
     ``sample`` relative to isotropic, medians of per-round ratios; the measured result),
@@ -177,8 +178,8 @@ def run(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
     the setting (``preset``, ``device``, ``batch``, ``size``, ``rounds``, ``torch``, ``threads``,
     ``hardware``).
     """
-    name = "quick" if quick else "full"
-    p = PRESETS[name]
+    name = "custom" if preset is not None else ("quick" if quick else "full")
+    p = preset if preset is not None else PRESETS[name]
     dev = torch.device(device)
     ops = _operations(p, dev)
     gen = torch.Generator().manual_seed(0)
@@ -300,14 +301,19 @@ def plot(result: dict[str, Any], directory: Path, *, name: str = "training") -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = main_parser("Cost of GFF and edge-preserving training/sampling steps vs isotropic.")
+    ap = main_parser(
+        "Cost of GFF and edge-preserving training/sampling steps vs isotropic.", presets=PRESETS
+    )
     ap.add_argument(
         "--full",
         action="store_true",
         help="batch 64, 50 rounds (default: quick, batch 8, 9 rounds)",
     )
     a = ap.parse_args(argv)
-    result = run(quick=not a.full, device=a.device)
+    result = data_run(
+        run, quick=not a.full, device=a.device, preset=a.preset, presets=PRESETS,
+        assignments=a.assignments,
+    )  # fmt: skip
     report(result, markdown, a.json, name="training", out=a.out, plot=plot)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,22 @@ _HELP = "\n\n".join(
     default=None,
     help="write NAME.json, NAME.md and the benchmark's PNG plots into this directory",
 )
+@click.option(
+    "--preset",
+    "preset_name",
+    type=str,
+    default=None,
+    help="a named preset of the benchmark instead of quick/full (editing and edge: cpu, the "
+    "size behind RESULTS.md's CPU tables)",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="change one field of the preset (repeatable): e.g. --set steps=100 --set "
+    "methods=SDEdit,NGDM; tuples are comma-separated",
+)
 @device_option
 @overwrite_option
 @input_errors
@@ -117,9 +134,12 @@ def bench(
     quick: bool,
     json_path: Path | None,
     out_dir: Path | None,
+    preset_name: str | None,
+    assignments: tuple[str, ...],
     device: str,
     overwrite: bool,
 ) -> None:
+    from ..bench._presets import choose_preset
     from ..bench._report import pyplot, report
 
     if json_path is not None:
@@ -129,7 +149,14 @@ def bench(
         pyplot()  # fail now, not after the run, if matplotlib is missing
     spec = BENCHMARKS[name]
     module = importlib.import_module(spec.module)
-    result: dict[str, Any] = module.run(quick=quick, device=resolve_device(device))
+    kwargs: dict[str, Any] = {}
+    if preset_name is not None or assignments:
+        if "preset" not in inspect.signature(module.run).parameters:
+            raise ValueError(f"benchmark {name} has no presets; --preset and --set do not apply")
+        label, kwargs["preset"] = choose_preset(module.PRESETS, quick, preset_name, assignments)
+    result: dict[str, Any] = module.run(quick=quick, device=resolve_device(device), **kwargs)
+    if kwargs:
+        result = {**result, "preset": label}
     report(
         result, getattr(module, spec.table), json_path, name=name, out=out_dir,
         plot=getattr(module, "plot", None), overwrite=overwrite,
