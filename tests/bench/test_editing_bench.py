@@ -188,13 +188,16 @@ def test_run_tiny_end_to_end():
 
 
 @pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="Fashion-MNIST not installed")
-def test_a_methods_subset_runs_only_those_and_charges_the_shared_work():
+def test_a_methods_subset_runs_only_those_and_charges_the_shared_work(capsys):
     tiny = editing.Preset(
         images=2, steps=4, strengths=(0.001,), ilvr_factors=(4,), diversity_inputs=0,
         map_draws=2, pairs=((7, 5),), examples=1, real=40, methods=("NGDM+EF",),
     )  # fmt: skip
     rows = editing.run(device="cpu", preset=tiny)["rows"]
     assert {r["method"] for r in rows} == {"source", "target (train)", "NGDM+EF"}
+    err = capsys.readouterr().err  # progress goes to stderr, one line per edit
+    assert err.startswith("[editing] Sneaker → Sandal: NGDM+EF s = 0.001 (")
+    assert err.count("\n") == 1
     edit = next(r for r in rows if r["method"] == "NGDM+EF")
     assert edit["nfe_per_image"] == 1 + 2 * 1 + 2 * 2  # inversion + guided step + the map
     with pytest.raises(ValueError, match="choose among SDEdit, NGDM"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -18,7 +19,15 @@ from typing import Any
 from .._io import atomic_path, write_json
 from ._presets import choose_preset
 
-__all__ = ["data_run", "main_parser", "pyplot", "report", "save_figure", "write_outputs"]
+__all__ = [
+    "data_run",
+    "main_parser",
+    "progress",
+    "pyplot",
+    "report",
+    "save_figure",
+    "write_outputs",
+]
 
 Plot = Callable[[dict[str, Any], Path], list[Path]]
 
@@ -59,6 +68,13 @@ def main_parser(
             "strengths=0.3,0.5; tuples are comma-separated",
         )
     return ap
+
+
+def progress(bench: str, message: str, seconds: float | None = None) -> None:
+    """One line on stderr while a long benchmark runs (stdout stays the table): ``[bench]
+    message`` and, when given, the seconds the part took."""
+    tail = "" if seconds is None else f" ({seconds:.1f} s)"
+    print(f"[{bench}] {message}{tail}", file=sys.stderr, flush=True)
 
 
 def data_run(

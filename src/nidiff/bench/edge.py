@@ -71,7 +71,7 @@ from nidiff.metrics import ClassifierFeatures, frechet_distance, kid, precision_
 from ._bands import band_versions
 from ._device import hardware, sync
 from ._edge_report import markdown, plot
-from ._report import data_run, main_parser, report
+from ._report import data_run, main_parser, progress, report
 from ._strokes import balanced_indices, hijack_grid, stroke_painting, stroke_sdedit
 from .generation import _sample, _sampler_name
 
@@ -179,6 +179,7 @@ def run(
             x = _sample(m, "ancestral", steps, p.samples, device, p.seed + steps, batch)
             sync(device)
             secs = time.perf_counter() - t0
+            progress("edge", f"{model} {steps} steps, {p.samples} samples", secs)
             f = feats(x)
             pr = precision_recall(real_f, f, K)
             quality.append(
@@ -232,6 +233,7 @@ def run(
             x = stroke_sdedit(m, strokes, ys, grid, h, p.seed + SDEDIT_SEED, device, batch)
             sync(device)
             secs = time.perf_counter() - t0
+            progress("edge", f"{model} stroke SDEdit from {h:g}·T, {len(strokes)} edits", secs)
             edit_rows.append(
                 {"hijack": h, "model": model, "t_start": float(grid.t[0]), "steps": len(grid)}
                 | measure(x)

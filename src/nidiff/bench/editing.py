@@ -76,7 +76,7 @@ from ._device import hardware
 from ._editing_methods import METHODS, SEED_CODES, Task, run_methods
 from ._editing_metrics import aggregate, edit_region, measure, reference, summary
 from ._editing_plot import plot
-from ._report import data_run, main_parser, report
+from ._report import data_run, main_parser, progress, report
 from .overhead import CountingModel
 
 __all__ = ["METHODS", "PAIRS", "PRESETS", "Preset", "main", "markdown", "plot", "run"]
@@ -257,6 +257,8 @@ def run(
                 i,
             )
             for e in run_methods(task, p.strengths, p.ilvr_factors, p.methods):
+                where = f"repeat {rep + 1}/{p.repeats}, " if p.repeats > 1 else ""
+                progress("editing", f"{where}{q.label}: {e.method} {e.setting}", e.seconds)
                 part = measure(e.x, q.x0, q.region, q.target, d, K, feats, clf)
                 part.update(nfe=e.nfe, seconds=e.seconds, batch=len(batch))
                 pooled[(e.method, e.setting)].append(part)

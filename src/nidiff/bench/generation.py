@@ -44,7 +44,7 @@ from nidiff.metrics import ClassifierFeatures, frechet_distance, precision_recal
 from nidiff.schedule import leading_grid
 
 from ._device import hardware, sync
-from ._report import data_run, main_parser, pyplot, report, save_figure
+from ._report import data_run, main_parser, progress, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "markdown", "plot", "run"]
 
@@ -164,6 +164,7 @@ def run(
             x = _sample(m, row, steps, p.samples, device, p.seed + steps, batch)
             sync(device)
             secs = time.perf_counter() - t0
+            progress("generation", f"{model} {row} {steps} steps, {p.samples} samples", secs)
             f = feats(x)
             labels = torch.arange(p.samples) % 10
             pred = clf.head(f.to(device)).argmax(1).cpu()
