@@ -6,6 +6,9 @@ offending parameter. Nothing in this module mutates a tensor it is given.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import torch
@@ -15,12 +18,15 @@ if TYPE_CHECKING:
     from .process import Process
 
 __all__ = [
+    "FiniteChecks",
     "as_time",
     "broadcast_shape",
+    "check_all",
     "check_finite",
     "check_fixed_noise",
     "check_image",
     "check_in_range",
+    "deferred_finite_checks",
     "expand_like",
 ]
 
@@ -92,10 +98,72 @@ def expand_like(v: Tensor, x: Tensor, name: str = "t") -> Tensor:
 
 
 def check_finite(x: Tensor, name: str) -> Tensor:
-    """Raise ``ValueError`` if ``x`` holds NaN or infinity; return ``x`` unchanged."""
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    """Raise ``ValueError`` if ``x`` holds NaN or infinity; return ``x`` unchanged.
+
+    Inside :func:`deferred_finite_checks` the check is recorded (a device-side flag) and decided
+    when the block ends, so that a sampling loop does not wait for the device every step.
+    """
+    check_all(torch.isfinite(x).all(), f"{name} contains non-finite values (NaN or inf)")
     return x
+
+
+def check_all(ok: Tensor, message: str) -> None:
+    """Raise ``ValueError(message)`` unless the boolean tensor ``ok`` is true everywhere; inside
+    :func:`deferred_finite_checks`, record it and decide when the block ends."""
+    pending = _PENDING.get()
+    if pending is not None:
+        pending.record(ok.all(), message)
+    elif not bool(ok.all()):
+        raise ValueError(message)
+
+
+class FiniteChecks:
+    """The :func:`check_all` calls of a :func:`deferred_finite_checks` block, in order.
+
+    Attributes:
+        step: the loop step the next recorded checks belong to (set by the loop; named in the
+            error).
+    """
+
+    def __init__(self) -> None:
+        self.step = 0
+        self._flags: list[Tensor] = []
+        self._labels: list[tuple[int, str]] = []
+
+    def record(self, ok: Tensor, message: str) -> None:
+        """Keep the 0-d boolean ``ok`` (still on the device) of the check failing with
+        ``message``."""
+        self._flags.append(ok)
+        self._labels.append((self.step, message))
+
+    def raise_first(self) -> None:
+        """Raise the first failed check's ``ValueError``: one host read for all of them."""
+        if not self._flags:
+            return
+        ok = torch.stack([f.to(self._flags[0].device) for f in self._flags])
+        if bool(ok.all()):
+            return
+        step, message = self._labels[int(ok.logical_not().int().argmax())]
+        raise ValueError(f"{message} at step {step}")
+
+
+_PENDING: ContextVar[FiniteChecks | None] = ContextVar("nidiff_pending_checks", default=None)
+
+
+@contextmanager
+def deferred_finite_checks() -> Iterator[FiniteChecks]:
+    """Defer every :func:`check_finite` and :func:`check_all` in the block to its end: a loop
+    over ``N`` steps then reads the device once instead of once per check. The first failed
+    check raises its ``ValueError`` (naming the step, see :class:`FiniteChecks`) when the block
+    exits normally; an exception raised inside the block drops the pending checks. Blocks nest:
+    the inner one decides its own checks."""
+    checks = FiniteChecks()
+    token = _PENDING.set(checks)
+    try:
+        yield checks
+    finally:
+        _PENDING.reset(token)
+    checks.raise_first()
 
 
 def check_in_range(

@@ -116,6 +116,21 @@ def test_bad_noise_sources_raise():
         sample(model, x_T, GRID, DDPM(SCHED), noise=torch.zeros(10, 2, 4))
 
 
+def test_non_finite_model_output_raises_after_the_loop_naming_the_first_step():
+    """The finiteness checks are decided once, after the last step (no device read per step)."""
+    model = GaussianEps(SCHED)
+
+    def breaks_at_step_3(x_t, t, cond=None):
+        out = model(x_t, t, cond)
+        return out.fill_(float("nan")) if len(model.calls) == 4 else out
+
+    with pytest.raises(ValueError, match=r"^eps contains non-finite .* at step 3$"):
+        sample(breaks_at_step_3, _randn(2, 4, seed=1), GRID, DDIM(SCHED))
+    assert len(model.calls) == len(GRID)  # the loop ran to the end before raising
+    with pytest.raises(ValueError, match=r"^x_t contains non-finite .* at step 0$"):
+        sample(model, torch.full((2, 4), float("inf")), GRID, DDIM(SCHED))
+
+
 def test_x_T_is_not_mutated():
     x_T = _randn(2, 4, seed=1)
     copy = x_T.clone()

@@ -148,11 +148,14 @@ def ngdm(
     model = with_guidance(model, guidance, null_cond)
     T_k = process.schedule.rectified_time(grid.t[0].to(x0.device), lam64)
     z = source_noise(x0, z, generator, "ngdm")
+    # Read once: a step whose t_prev is below every T_k has no pixel left on the path, which
+    # each step then knows from its CPU time instead of reading the mask back from the device.
+    first_start = float(T_k.min())
 
     def replace(info: StepInfo) -> Tensor | None:
-        M = info.t_prev.to(T_k.device) >= T_k  # not yet started at t_prev: follow the path
-        if not bool(M.any()):
+        if float(info.t_prev) < first_start:
             return None
+        M = info.t_prev.to(T_k.device) >= T_k  # not yet started at t_prev: follow the path
         return torch.where(M, process.q_sample(x0, info.t_prev, z), info.x_prev)
 
     y = process.q_sample(x0, grid.t[0], z)  # every T_k <= T: all pixels start on the path

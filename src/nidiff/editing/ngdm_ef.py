@@ -83,11 +83,12 @@ def ngdm_edit_friendly(
     else:
         source, nfe = _replay_source(model, inversion, process, null_cond), n
     source[-1] = x0
+    first_start = float(T_k.min())  # read once: no pixel on the source chain below it
 
     def mix(i: int, tr: Transition, z: Tensor) -> Tensor:
-        M = grid.t_prev[i].to(T_k.device) >= T_k
-        if not bool(M.any()):
+        if float(grid.t_prev[i]) < first_start:
             return z
+        M = grid.t_prev[i].to(T_k.device) >= T_k
         target = torch.where(M, source[i].to(tr.mean.device, tr.mean.dtype), tr.sample(z))
         return tr.noise_of(target)
 

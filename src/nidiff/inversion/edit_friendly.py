@@ -42,12 +42,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_image, check_in_range
+from .._checks import check_image, check_in_range, deferred_finite_checks
 from ..editing.result import EditResult
 from ..models.contract import Denoiser, model_time, with_guidance
 from ..noise.base import white_noise
 from ..process import Process
-from ..samplers.transition import Transition
+from ..samplers.transition import Transition, all_zero
 from ..schedule import Schedule, TimeGrid
 from .io import Inversion, check_process, describe_process
 
@@ -157,13 +157,15 @@ def record_maps(
     net, rule, n = with_guidance(model, guidance, null_cond), process.rule(eta), len(grid)
     x = process.q_sample(x0, grid.t[0], start())
     xs, zs = [], []
-    for i, (t, t_prev) in enumerate(grid):
-        tr = edit_friendly_step(net, rule, process.schedule, x, t, t_prev, cond)
-        z = tr.noise_of(x0 if i == n - 1 else land(i, x, t, t_prev))
-        z = torch.zeros_like(z) if zero_last and i == n - 1 else z
-        xs.append(x)
-        zs.append(z)
-        x = tr.sample(z)
+    with deferred_finite_checks() as checks:  # one device read for all steps, at the end
+        for i, (t, t_prev) in enumerate(grid):
+            checks.step = i
+            tr = edit_friendly_step(net, rule, process.schedule, x, t, t_prev, cond)
+            z = tr.noise_of(x0 if i == n - 1 else land(i, x, t, t_prev))
+            z = torch.zeros_like(z) if zero_last and i == n - 1 else z
+            xs.append(x)
+            zs.append(z)
+            x = tr.sample(z)
     return Inversion(
         x_T=xs[0],
         zs=zs,
@@ -259,10 +261,13 @@ def _replay(
 ) -> Tensor:
     """Steps ``start .. stop-1`` of ``inv.grid`` with ``inv.zs`` from ``x``, the state at
     ``inv.grid.t[start]``."""
-    for i in range(start, stop):
-        tr = edit_friendly_step(net, rule, schedule, x, inv.grid.t[i], inv.grid.t_prev[i], cond)
-        z = inv.zs[i].to(device=x.device, dtype=x.dtype)
-        x = tr.sample(z if z_hook is None else z_hook(i, tr, z))
+    with deferred_finite_checks() as checks:  # one device read for all steps, at the end
+        for i in range(start, stop):
+            checks.step = i
+            t, t_prev = inv.grid.t[i], inv.grid.t_prev[i]
+            tr = edit_friendly_step(net, rule, schedule, x, t, t_prev, cond)
+            z = inv.zs[i].to(device=x.device, dtype=x.dtype)
+            x = tr.sample(z if z_hook is None else z_hook(i, tr, z))
     return x
 
 
@@ -284,7 +289,8 @@ def edit_friendly_step(
     tr = rule.transition(x, net(x, model_time(t, x), cond), t, t_prev)
     if tr.is_deterministic:
         var = -torch.expm1(schedule.log_alpha_bar(t) - schedule.log_alpha_bar(t_prev))
-        tr = replace(tr, std=var.sqrt().to(dtype=x.dtype, device=x.device))
+        std = var.sqrt().to(x.dtype)  # decided before the move: a CPU read for grid times
+        tr = replace(tr, std=std.to(x.device), deterministic=all_zero(std))
     return tr
 
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import as_time, broadcast_shape, check_finite, check_in_range, expand_like
+from .._checks import as_time, broadcast_shape, check_all, check_finite, check_in_range, expand_like
 from ..schedule.base import Schedule
 from .diagonal import DiagonalNoise
 
@@ -287,8 +287,7 @@ class EdgePreservingNoise:
         G = G.to(compute_dtype(x0))
         if not isinstance(self.edges, SobelEdges):
             check_finite(G, "edge map")
-            if bool((G < 0).any()):
-                raise ValueError("edge map must be >= 0")
+            check_all(G >= 0, "edge map must be >= 0")
         return G
 
     @staticmethod

@@ -28,7 +28,7 @@ from .._checks import as_time, check_finite, check_in_range, expand_like
 from ..noise.base import NoiseModel
 from ..noise.isotropic import IsotropicNoise
 from ..schedule.base import Schedule
-from .transition import Transition
+from .transition import Transition, all_zero
 
 __all__ = ["DDIM", "DDPM"]
 
@@ -77,13 +77,14 @@ class DDIM:
             t_prev: target time, same shapes allowed, ``0 <= t_prev < t`` everywhere.
 
         Returns:
-            ``Transition(mean, std, noise, x0_hat, eps_hat=eps)``: ``mean`` and ``x0_hat`` of
-            ``x_t``'s shape and dtype; ``std`` = :math:`\sigma` of shape ``()``,
+            ``Transition(mean, std, noise, x0_hat, eps_hat=eps, deterministic)``: ``mean`` and
+            ``x0_hat`` of ``x_t``'s shape and dtype; ``std`` = :math:`\sigma` of shape ``()``,
             ``(B, 1, ..., 1)`` or the time map's, broadcastable to ``x_t``.
 
         Raises:
-            ValueError: on shape mismatch, non-finite input, times outside ``[0, t_max]`` or
-                ``t_prev >= t``.
+            ValueError: on shape mismatch, non-finite input (inside
+                :func:`~nidiff._checks.deferred_finite_checks`, as in :func:`~.loop.sample`:
+                when the block ends), times outside ``[0, t_max]`` or ``t_prev >= t``.
         """
         if eps.shape != x_t.shape:
             raise ValueError(f"eps of shape {tuple(eps.shape)} != x_t of shape {tuple(x_t.shape)}")
@@ -97,15 +98,18 @@ class DDIM:
             raise ValueError(
                 f"a step must go back in time (t_prev < t); got t={_show(tt)}, t_prev={_show(tp)}"
             )
-        c = _step_coefficients(self.schedule, tt, tp, self.eta)
-        a, b, a_prev, dir_coef, sigma = (v.to(dtype=x_t.dtype, device=x_t.device) for v in c)
+        coefs = [v.to(x_t.dtype) for v in _step_coefficients(self.schedule, tt, tp, self.eta)]
+        # σ is read where the times live (the CPU for grid times), already rounded to x_t's
+        # dtype: exactly whether the step is deterministic, without waiting for the device.
+        deterministic = all_zero(coefs[-1])
+        a, b, a_prev, dir_coef, sigma = (v.to(x_t.device) for v in coefs)
         eps_sigma = self.noise.color(eps)
         x0_hat = (x_t - b * eps_sigma) / a
         if self.clip_x0 is not None:
             x0_hat = x0_hat.clamp(*self.clip_x0)
             eps_sigma = (x_t - a * x0_hat) / b
         mean = a_prev * x0_hat + dir_coef * eps_sigma
-        return Transition(mean=mean, std=sigma, noise=self.noise, x0_hat=x0_hat, eps_hat=eps)
+        return Transition(mean, sigma, self.noise, x0_hat, eps_hat=eps, deterministic=deterministic)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from torch import Tensor
 
 from ..noise.edge import EdgePreservingNoise, all_cpu, compute_dtype, time_coef
 from ..noise.isotropic import IsotropicNoise
-from .transition import Transition
+from .transition import Transition, all_zero
 
 __all__ = ["EdgePosterior", "edge_posterior_terms"]
 
@@ -104,7 +104,8 @@ class EdgePosterior:
             t, t_prev: scalar, ``(B,)`` or per-element times (:func:`nidiff._checks.expand_like`).
 
         Returns:
-            ``Transition(mean=m, std=sqrt(v), noise=IsotropicNoise(), x0_hat, eps_hat=out)``;
+            ``Transition(mean=m, std=sqrt(v), noise=IsotropicNoise(), x0_hat, eps_hat=out,
+            deterministic)``;
             ``mean`` and ``x0_hat`` have ``x_t``'s shape, ``std`` is broadcastable to it, all in
             ``x_t``'s dtype on its device. ``std`` is a per-pixel map (``(B, 1, H, W)`` for
             images) while the edges enter the step; in the isotropic phase
@@ -138,7 +139,7 @@ class EdgePosterior:
         x, f = x_t.to(cd), out.to(cd)
         x0_hat = (x - f) * time_coef(torch.exp(-0.5 * log_t), x)
         if all_cpu(ts, 0.0):  # the exact last step: mean = x0_hat, std = 0, no edge map needed
-            return self._result(x_t, out, x0_hat, x0_hat.new_zeros(()), x0_hat)
+            return self._result(x_t, out, x0_hat, x0_hat.new_zeros(()), x0_hat, True)
 
         # Time-only terms in float64: γ⁻¹, K = γ²(1-ᾱ_s)/(1-ᾱ_t), sqrt(1-ᾱ_s).
         log_g2 = log_t - log_s  # log γ² < 0
@@ -153,8 +154,12 @@ class EdgePosterior:
             # (computed without cancellation), and the edges are not needed.
             q64 = -torch.expm1(log_g2) / var_t
             mean = _fma(x, f, -time_coef(q64, x)) * inv_gamma
-            std = _as_tensor_on(time_coef(var_s.sqrt() * q64.sqrt(), x), x)
-            return self._result(x_t, out, mean, std, x0_hat)
+            std64 = var_s.sqrt() * q64.sqrt()
+            # Whether the std, rounded as the step uses it, is zero everywhere: read on the CPU
+            # for grid times (in practice never: t_prev = 0 everywhere took the branch above).
+            deterministic = all_zero(std64.to(cd).to(x_t.dtype))
+            std = _as_tensor_on(time_coef(std64, x), x)
+            return self._result(x_t, out, mean, std, x0_hat, deterministic)
 
         G = noise.edge_map(x0_hat)  # once for both brackets
         one = G.new_ones(())
@@ -174,10 +179,21 @@ class EdgePosterior:
         q = q.clamp_min(0)  # σ²_{t|s} >= 0: a non-monotone tau gives the v -> 0 limit
         mean = torch.addcmul(x, q, f, value=-1) * inv_gamma
         std = q.sqrt() if b_s is None else q.sqrt() / b_s
-        return self._result(x_t, out, mean, std * std_s, x0_hat)
+        # CPU times reach this point with some t_prev > 0 (else the first branch), where q > 0
+        # for every non-decreasing τ (VAR_FLOOR): stochastic, known without reading the
+        # per-pixel map back from the device. Device times (synchronising anyway) read it.
+        deterministic = False if ts.device.type == "cpu" else None
+        return self._result(x_t, out, mean, std * std_s, x0_hat, deterministic)
 
     @staticmethod
-    def _result(x_t: Tensor, out: Tensor, mean: Tensor, std: Tensor, x0_hat: Tensor) -> Transition:
+    def _result(
+        x_t: Tensor,
+        out: Tensor,
+        mean: Tensor,
+        std: Tensor,
+        x0_hat: Tensor,
+        deterministic: bool | None,
+    ) -> Transition:
         dtype = x_t.dtype
         return Transition(
             mean=mean.to(dtype),
@@ -185,6 +201,7 @@ class EdgePosterior:
             noise=IsotropicNoise(),
             x0_hat=x0_hat.to(dtype),
             eps_hat=out,
+            deterministic=deterministic,
         )
 
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from .._checks import deferred_finite_checks
 from ..models.contract import Denoiser
 from ..noise.base import white_noise
 from ..schedule.grid import TimeGrid
@@ -123,31 +124,35 @@ def sample(
         :class:`SampleResult` with the final state, the white noise per step and the model calls.
 
     Raises:
-        ValueError: a stochastic step without noise, a noise sequence of the wrong length, or a
-            callback result of the wrong shape.
+        ValueError: a stochastic step without noise, a noise sequence of the wrong length, a
+            callback result of the wrong shape, or a non-finite state or model output that the
+            rule checks (decided after the last step, naming the first bad step, so that the
+            loop never waits for the device).
     """
     if not isinstance(x_T, Tensor) or not x_T.is_floating_point():
         raise ValueError("x_T must be a floating-point tensor of shape (B, *dims)")
     replay = _replay_list(noise, len(grid))
     t_dtype = torch.promote_types(x_T.dtype, torch.float32)
     x, zs, nfe = x_T, [], 0
-    for i, (t, t_prev) in enumerate(grid):
-        out = model(x, t.to(device=x.device, dtype=t_dtype), cond)
-        nfe += 1
-        tr = rule.transition(x, out, t, t_prev)
-        z = None if tr.is_deterministic else _white(i, noise, replay, x)
-        x_prev = tr.sample(z)
-        if callback is not None:
-            replaced = callback(StepInfo(i, t, t_prev, x, tr, x_prev, z))
-            if replaced is not None:
-                if not isinstance(replaced, Tensor) or replaced.shape != x_prev.shape:
-                    raise ValueError(
-                        f"callback at step {i} must return None or a tensor of "
-                        f"shape {tuple(x_prev.shape)}"
-                    )
-                x_prev = replaced
-        zs.append(z)
-        x = x_prev
+    with deferred_finite_checks() as checks:  # one device read for all steps, at the end
+        for i, (t, t_prev) in enumerate(grid):
+            checks.step = i
+            out = model(x, t.to(device=x.device, dtype=t_dtype), cond)
+            nfe += 1
+            tr = rule.transition(x, out, t, t_prev)
+            z = None if tr.is_deterministic else _white(i, noise, replay, x)
+            x_prev = tr.sample(z)
+            if callback is not None:
+                replaced = callback(StepInfo(i, t, t_prev, x, tr, x_prev, z))
+                if replaced is not None:
+                    if not isinstance(replaced, Tensor) or replaced.shape != x_prev.shape:
+                        raise ValueError(
+                            f"callback at step {i} must return None or a tensor of "
+                            f"shape {tuple(x_prev.shape)}"
+                        )
+                    x_prev = replaced
+            zs.append(z)
+            x = x_prev
     return SampleResult(x0=x, zs=zs, nfe=nfe)
 
 

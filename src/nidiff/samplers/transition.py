@@ -15,7 +15,14 @@ from torch import Tensor
 
 from ..noise.base import NoiseModel
 
-__all__ = ["Transition"]
+__all__ = ["Transition", "all_zero"]
+
+
+def all_zero(std: Tensor | float) -> bool:
+    """Whether ``std`` is ``0`` everywhere. A host read: free for a std still on the CPU, where
+    the step rules decide it (from the grid's times, before moving the std to the data's
+    device)."""
+    return bool((torch.as_tensor(std) == 0).all())
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,9 @@ class Transition:
         eps_hat: the model output (white :math:`\hat\varepsilon`, or
             :math:`\sigma_t\odot\varepsilon`
             for edge-preserving models).
+        deterministic: whether ``std`` is ``0`` everywhere. The step rules set it from what they
+            know on the host (the times, :math:`\eta`), because reading ``std`` back from an
+            accelerator would stall every step; ``None`` (a hand-built step) reads ``std``.
     """
 
     mean: Tensor
@@ -38,10 +48,14 @@ class Transition:
     noise: NoiseModel
     x0_hat: Tensor
     eps_hat: Tensor
+    deterministic: bool | None = None
 
     @property
     def is_deterministic(self) -> bool:
-        return bool((torch.as_tensor(self.std) == 0).all())
+        """``std == 0`` everywhere: :attr:`deterministic`, or read from ``std`` if unset."""
+        if self.deterministic is not None:
+            return self.deterministic
+        return all_zero(self.std)
 
     def sample(self, z: Tensor | None) -> Tensor:
         r""":math:`x_{t_{prev}} = \mu + s\,\Sigma^{1/2} z`; no ``z`` for deterministic steps."""
