@@ -45,10 +45,20 @@ def sample_model(m, labels, steps, guidance, device, seed, batch=2500):
     out = []
     for i in range(0, len(labels), batch):
         g = torch.Generator(device).manual_seed(seed + i)
-        out.append(generate(m.denoiser, rule, leading_grid(m.schedule, steps),
-                            (len(labels[i : i + batch]), 1, 28, 28), noise=m.noise,
-                            labels=labels[i : i + batch], guidance=guidance,
-                            null_class=m.null_class, generator=g, device=device))
+        out.append(
+            generate(
+                m.denoiser,
+                rule,
+                leading_grid(m.schedule, steps),
+                (len(labels[i : i + batch]), 1, 28, 28),
+                noise=m.noise,
+                labels=labels[i : i + batch],
+                guidance=guidance,
+                null_class=m.null_class,
+                generator=g,
+                device=device,
+            )
+        )
     return torch.cat(out)
 
 
@@ -67,9 +77,12 @@ def main() -> None:
     real_f, real_pred = features(clf, from_uint8(xt)[:, None].to(device))
     xs, _ = load_fashion_mnist_tensors(a.root, "train")
     train_f, _ = features(clf, from_uint8(xs[:10000])[:, None].to(device))
-    res = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
-           "classifier_test_accuracy": float((real_pred == yt).float().mean()),
-           "fid_train10k_vs_test": frechet_distance(train_f, real_f), "models": {}}
+    res = {
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+        "classifier_test_accuracy": float((real_pred == yt).float().mean()),
+        "fid_train10k_vs_test": frechet_distance(train_f, real_f),
+        "models": {},
+    }
     save = lambda: (a.out / "eval.json").write_text(json.dumps(res, indent=2))  # noqa: E731
     save()
     for name in MODELS:
@@ -79,9 +92,15 @@ def main() -> None:
         x = sample_model(m, labels, 50, 3.0, device, seed=0)
         secs = time.perf_counter() - t0
         f, pred = features(clf, x)
-        r = {"n": len(labels), "steps": 50, "guidance": 3.0, "seconds": secs,
-             "accuracy": float((pred == labels).float().mean()),
-             "fid_vs_test": frechet_distance(f, real_f), "sweep": {}}
+        r = {
+            "n": len(labels),
+            "steps": 50,
+            "guidance": 3.0,
+            "seconds": secs,
+            "accuracy": float((pred == labels).float().mean()),
+            "fid_vs_test": frechet_distance(f, real_f),
+            "sweep": {},
+        }
         res["models"][name] = r
         k = min(8, a.per_class)
         grid = x.view(10, a.per_class, 1, 28, 28)[:, :k].reshape(10 * k, 1, 28, 28)
@@ -92,10 +111,13 @@ def main() -> None:
             t0 = time.perf_counter()
             x = sample_model(m, lab, steps, 1.0, device, seed=1)
             f, pred = features(clf, x)
-            r["sweep"][str(steps)] = {"n": len(lab), "guidance": 1.0,
-                                      "seconds": time.perf_counter() - t0,
-                                      "accuracy": float((pred == lab).float().mean()),
-                                      "fid_vs_test": frechet_distance(f, real_f)}
+            r["sweep"][str(steps)] = {
+                "n": len(lab),
+                "guidance": 1.0,
+                "seconds": time.perf_counter() - t0,
+                "accuracy": float((pred == lab).float().mean()),
+                "fid_vs_test": frechet_distance(f, real_f),
+            }
             save()
         print(name, json.dumps(r))
 

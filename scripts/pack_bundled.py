@@ -27,7 +27,9 @@ def main(run: Path) -> None:
         config = read_config(src)
         config["train"]["run"] = json.loads((src / "run.json").read_text())
         config["storage_dtype"] = "float16"
-        state = {k: v.to(torch.float16) for k, v in load_file(str(src / "model.safetensors")).items()}
+        state = {
+            k: v.to(torch.float16) for k, v in load_file(str(src / "model.safetensors")).items()
+        }
         dst = ASSETS / "models" / f"fashion-{kind}"
         save_model(dst, state, config)
         shutil.copy(src / "train_log.json", dst / "train_log.json")
