@@ -133,6 +133,7 @@ def test_aggregate_over_repeats_gives_mean_and_sample_std():
     assert rows[0] == ref  # a group of one row is kept as it is
     assert rows[1]["fid"] == 12.0 and rows[1]["std"]["fid"] == pytest.approx(8**0.5)
     assert rows[1]["std"]["ssim"] == 0 and rows[1]["seed"] == [1, 2]
+    assert rows[1]["repeats"]["fid"] == [10.0, 14.0]
     assert "diversity" not in rows[1]["std"]  # missing in one repeat: no std
 
 

@@ -145,8 +145,9 @@ def summary(parts: list[dict[str, Any]], real: Tensor) -> dict[str, float | None
 
 def aggregate(repeats: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Merge the rows of several repeats by (pair, method, setting): each metric becomes the mean
-    over repeats with its sample standard deviation under ``row["std"]`` (groups of one row are
-    kept as they are), ``seed`` the list of seeds."""
+    over repeats with its sample standard deviation under ``row["std"]`` and the values of each
+    repeat under ``row["repeats"]`` (groups of one row are kept as they are), ``seed`` the list
+    of seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for rows in repeats:
         for r in rows:
@@ -156,6 +157,7 @@ def aggregate(repeats: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         row = dict(rs[0])
         if len(rs) > 1:
             row["std"], row["seed"] = {}, [r["seed"] for r in rs]
+            row["repeats"] = {key: [r[key] for r in rs] for key in METRICS}
             for key in METRICS:
                 vals = [r[key] for r in rs]
                 if None not in vals:
