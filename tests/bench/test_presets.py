@@ -76,3 +76,12 @@ def test_choose_preset_defaults_to_quick_or_full_and_labels_changes():
     assert label == "cpu, images=8, guidance=1" and (p.images, p.guidance) == (8, 1.0)
     with pytest.raises(ValueError, match="no preset 'gpu'; choose one of quick, full, cpu"):
         choose_preset(PRESETS, True, "gpu")
+
+
+def test_module_entry_points_refuse_a_bad_set_with_exit_2(capsys):
+    from nidiff.bench import inversion
+
+    with pytest.raises(SystemExit) as exit_info:
+        inversion.main(["--set", "batch=many"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: --set batch: 'many' is not an int\n"

@@ -89,14 +89,16 @@ def data_run(
     """``run(quick=quick, **kwargs)``; with ``presets``, the preset chosen by
     :func:`~nidiff.bench._presets.choose_preset` (``preset`` or quick/full, then
     ``assignments``) is passed as ``preset=`` and the result's ``preset`` is its label. A missing
-    dataset or a bad preset choice becomes a one-line exit."""
+    dataset or a bad preset choice becomes one ``error:`` line on stderr and exit status 2 (bad
+    input, as in the ``nidiff`` command)."""
     try:
         if presets is None:
             return run(quick=quick, **kwargs)
         label, chosen = choose_preset(presets, quick, preset, assignments)
         return {**run(quick=quick, preset=chosen, **kwargs), "preset": label}
     except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from err
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        raise SystemExit(2) from err
 
 
 def pyplot() -> Any:
