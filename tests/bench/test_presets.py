@@ -72,8 +72,9 @@ def test_override_rejects_unknown_fields_and_missing_equals():
 def test_choose_preset_defaults_to_quick_or_full_and_labels_changes():
     assert choose_preset(PRESETS, True, None) == ("quick", PRESETS["quick"])
     assert choose_preset(PRESETS, False, None) == ("full", PRESETS["full"])
-    label, p = choose_preset(PRESETS, True, "cpu", ["images = 8", "guidance=1"])
-    assert label == "cpu, images=8, guidance=1" and (p.images, p.guidance) == (8, 1.0)
+    label, p = choose_preset(PRESETS, True, "cpu", ["images = 8", "methods=DDIM inv.,EF"])
+    assert label == "cpu, images=8, methods=DDIM inv.,EF"
+    assert (p.images, p.methods) == (8, ("DDIM inv.", "EF"))
     with pytest.raises(ValueError, match="no preset 'gpu'; choose one of quick, full, cpu"):
         choose_preset(PRESETS, True, "gpu")
 

@@ -100,5 +100,6 @@ def choose_preset(
     if base not in presets:
         raise ValueError(f"no preset {base!r}; choose one of {', '.join(presets)}")
     preset = override(presets[base], assignments)
-    label = ", ".join([base, *(a.replace(" ", "") for a in assignments)])
+    changed = [f"{k.strip()}={v.strip()}" for k, _, v in (a.partition("=") for a in assignments)]
+    label = ", ".join([base, *changed])
     return label, preset
