@@ -203,3 +203,46 @@ def test_a_methods_subset_runs_only_those_and_charges_the_shared_work(capsys):
     assert edit["nfe_per_image"] == 1 + 2 * 1 + 2 * 2  # inversion + guided step + the map
     with pytest.raises(ValueError, match="choose among SDEdit, NGDM"):
         editing.run(device="cpu", preset=replace(tiny, methods=("NGDM", "Pix2Pix")))
+
+
+@pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="Fashion-MNIST not installed")
+def test_runs_of_one_repeat_merge_into_the_multi_repeat_run(tmp_path, capsys):
+    from nidiff.bench._editing_merge import merge
+
+    tiny = editing.Preset(
+        images=2, steps=4, strengths=(0.5,), ilvr_factors=(), diversity_inputs=0, map_draws=2,
+        pairs=((7, 5),), examples=1, real=40, methods=("SDEdit", "NGDM", "EF"),
+    )  # fmt: skip
+    both = editing.run(device="cpu", preset=replace(tiny, repeats=2))
+    parts = [editing.run(device="cpu", preset=replace(tiny, seed=s)) for s in (0, 10**6)]
+    merged = merge(parts, editing.REFERENCES)
+
+    def measured(rows):  # everything but the wall time
+        drop = ("seconds_per_image",)
+        return [
+            {k: v for k, v in r.items() if k not in drop}
+            | {"std": {k: v for k, v in r.get("std", {}).items() if k not in drop}}
+            | {"repeats": {k: v for k, v in r.get("repeats", {}).items() if k not in drop}}
+            for r in rows
+        ]
+
+    assert measured(merged["rows"]) == measured(both["rows"])
+    assert merged["config"]["repeats"] == 2 and merged["config"]["seed"] == [0, 10**6]
+    assert "(merged: 2 seeds)" in merged["preset"] and editing.markdown(merged)
+    with pytest.raises(ValueError, match="different seeds"):
+        merge([parts[0], parts[0]], editing.REFERENCES)
+    with pytest.raises(ValueError, match="more than its seed"):
+        merge([parts[0], {**parts[1], "config": {**parts[1]["config"], "steps": 5}}], ("source",))
+    with pytest.raises(ValueError, match="one repeat"):
+        merge([parts[0], both], editing.REFERENCES)
+    # the command: merged outputs written; a bad file is one error line and exit 2
+    paths = []
+    for i, part in enumerate(parts):
+        paths.append(tmp_path / f"r{i}.json")
+        paths[-1].write_text(json.dumps(part))
+    editing.main(["--merge", *map(str, paths), "--json", str(tmp_path / "m.json")])
+    assert json.loads((tmp_path / "m.json").read_text())["config"]["repeats"] == 2
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SystemExit) as exit_info:
+        editing.main(["--merge", str(paths[0]), str(tmp_path / "bad.json")])
+    assert exit_info.value.code == 2 and "is not a JSON result" in capsys.readouterr().err

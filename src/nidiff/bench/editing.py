@@ -53,6 +53,14 @@ Needs Fashion-MNIST (``apt-get install -y dataset-fashion-mnist``).
 
     python -m nidiff.bench.editing --quick --out bench-editing   # CPU
     python -m nidiff.bench.editing --device cuda --out bench-editing
+
+A preset too long for one command runs as several of one repeat each, merged afterwards
+(:mod:`nidiff.bench._editing_merge`; the merged rows equal those of one multi-repeat run)::
+
+    for s in 0 1000000 2000000; do
+        python -m nidiff.bench.editing --device cuda --set repeats=1 --set seed=$s --json r$s.json
+    done
+    python -m nidiff.bench.editing --merge r0.json r1000000.json r2000000.json --out bench-editing
 """
 
 from __future__ import annotations
@@ -398,11 +406,27 @@ def main(argv: list[str] | None = None) -> None:
         help="12 images/pair, 10 steps, 2 strengths (default: full, 200 images, "
         "100 steps, 7 strengths, 3 repeats)",
     )
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="RESULT.json",
+        help="instead of running, merge runs of one repeat each (--set repeats=1 --set "
+        "seed=0, 1000000, 2000000, ...) into one result of several repeats",
+    )
     a = ap.parse_args(argv)
-    result = data_run(
-        run, quick=a.quick, device=a.device, root=a.root, preset=a.preset, presets=PRESETS,
-        assignments=a.assignments,
-    )  # fmt: skip
+    if a.merge:
+        from ._editing_merge import load_results, merge
+
+        try:
+            result = merge(load_results(a.merge), REFERENCES)
+        except (FileNotFoundError, ValueError) as err:
+            ap.exit(2, f"error: {' '.join(str(err).split())}\n")
+    else:
+        result = data_run(
+            run, quick=a.quick, device=a.device, root=a.root, preset=a.preset, presets=PRESETS,
+            assignments=a.assignments,
+        )  # fmt: skip
     report(result, markdown, a.json, name="editing", out=a.out, plot=plot)
 
 
