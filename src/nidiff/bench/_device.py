@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import platform
+import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-__all__ = ["hardware", "sync"]
+__all__ = ["hardware", "sync", "timed"]
 
 
 def sync(device: str | torch.device) -> None:
@@ -14,6 +17,18 @@ def sync(device: str | torch.device) -> None:
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+
+
+def timed(
+    device: str | torch.device, fn: Callable[..., Any], *args: Any, **kw: Any
+) -> tuple[Any, float]:
+    """``(fn(*args, **kw), wall seconds)``, the clock read after the device's queued work
+    finished on both sides (:func:`sync`)."""
+    sync(device)
+    start = time.perf_counter()
+    out = fn(*args, **kw)
+    sync(device)
+    return out, time.perf_counter() - start
 
 
 def hardware(device: str | torch.device) -> str:

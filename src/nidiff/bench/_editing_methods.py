@@ -46,7 +46,6 @@ numbers: with λ ≡ 1 NGDM would reproduce SDEdit exactly, so their difference 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +74,7 @@ from nidiff.inversion import (
 from nidiff.process import Process
 from nidiff.schedule import TimeGrid
 
-from ._device import sync
+from ._device import timed
 from .overhead import CountingModel
 
 __all__ = ["METHODS", "SEED_CODES", "Edit", "Task", "run_methods", "seed_of"]
@@ -138,11 +137,7 @@ def _timed(task: Task, fn: Callable[..., Any], *args: Any, **kw: Any) -> tuple[A
     """``fn(*args, **kw)`` with the network evaluations (calls × batch) and wall seconds it took."""
     counter = task.model
     counter.batches.clear()
-    sync(counter.device)
-    start = time.perf_counter()
-    out = fn(*args, **kw)
-    sync(counter.device)
-    seconds = time.perf_counter() - start
+    out, seconds = timed(counter.device, fn, *args, **kw)
     return out, _Cost(sum(b * n for b, n in counter.batches.items()), seconds)
 
 

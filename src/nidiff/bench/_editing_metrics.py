@@ -66,8 +66,7 @@ def edit_region(
 
 
 def _classify(feats: Tensor, clf: Any, target: int) -> Tensor:
-    device = next(clf.parameters()).device
-    return (clf.head(feats.to(device)).argmax(1).cpu() == target).double()
+    return (clf.classes(feats) == target).double()
 
 
 def measure(
@@ -75,8 +74,8 @@ def measure(
 ) -> dict[str, Any]:
     """The parts of a batch ``x`` ``(n + copies·(k − 1), 1, H, W)`` in [−1, 1]: ``n`` edits of
     the sources ``x0`` ``(n, 1, H, W)`` (CPU), then ``k − 1`` blocks of extra edits of the
-    first ``copies`` sources. ``feats`` maps images to classifier features, ``clf.head`` maps
-    those to logits."""
+    first ``copies`` sources. ``feats`` maps images to classifier features, ``clf.classes``
+    those to predicted classes."""
     n = len(x0)
     main = x[:n]
     f = feats(main)
@@ -158,8 +157,7 @@ def aggregate(repeats: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         if len(rs) > 1:
             row["std"], row["seed"] = {}, [r["seed"] for r in rs]
             row["repeats"] = {key: [r[key] for r in rs] for key in METRICS}
-            for key in METRICS:
-                vals = [r[key] for r in rs]
+            for key, vals in row["repeats"].items():
                 if None not in vals:
                     v = torch.tensor(vals, dtype=torch.float64)
                     row[key], row["std"][key] = float(v.mean()), float(v.std())

@@ -16,10 +16,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["choose_preset", "override", "parse_value"]
+__all__ = ["choose_preset", "override", "parse_value", "run_preset"]
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -103,3 +103,17 @@ def choose_preset(
     changed = [f"{k.strip()}={v.strip()}" for k, _, v in (a.partition("=") for a in assignments)]
     label = ", ".join([base, *changed])
     return label, preset
+
+
+def run_preset(
+    run: Callable[..., dict[str, Any]],
+    presets: Mapping[str, Any],
+    quick: bool,
+    name: str | None,
+    assignments: Sequence[str] = (),
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """``run(quick=quick, preset=..., **kwargs)`` with the preset :func:`choose_preset` picks
+    (checked before ``run`` starts), the result's ``preset`` set to its label."""
+    label, preset = choose_preset(presets, quick, name, assignments)
+    return {**run(quick=quick, preset=preset, **kwargs), "preset": label}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_path, write_json
-from ._presets import choose_preset
+from ._presets import run_preset
 
 __all__ = [
     "data_run",
@@ -87,15 +87,14 @@ def data_run(
     **kwargs: Any,
 ) -> dict[str, Any]:
     """``run(quick=quick, **kwargs)``; with ``presets``, the preset chosen by
-    :func:`~nidiff.bench._presets.choose_preset` (``preset`` or quick/full, then
-    ``assignments``) is passed as ``preset=`` and the result's ``preset`` is its label. A missing
+    :func:`~nidiff.bench._presets.run_preset` (``preset`` or quick/full, then ``assignments``)
+    is passed as ``preset=`` and the result's ``preset`` is its label. A missing
     dataset or a bad preset choice becomes one ``error:`` line on stderr and exit status 2 (bad
     input, as in the ``nidiff`` command)."""
     try:
         if presets is None:
             return run(quick=quick, **kwargs)
-        label, chosen = choose_preset(presets, quick, preset, assignments)
-        return {**run(quick=quick, preset=chosen, **kwargs), "preset": label}
+        return run_preset(run, presets, quick, preset, assignments, **kwargs)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         raise SystemExit(2) from err

@@ -69,7 +69,7 @@ from nidiff.editing import gaussian_blur
 from nidiff.metrics import ClassifierFeatures, frechet_distance, kid, precision_recall, psnr, ssim
 
 from ._bands import band_versions
-from ._device import hardware, sync
+from ._device import hardware, timed
 from ._edge_report import markdown, plot
 from ._report import data_run, main_parser, progress, report
 from ._strokes import balanced_indices, hijack_grid, stroke_painting, stroke_sdedit
@@ -160,9 +160,7 @@ def run(
     feats = ClassifierFeatures(clf, batch_size=500)
 
     def accuracy(f: Tensor, labels: Tensor) -> float:
-        with torch.no_grad():
-            pred = clf.head(f.to(device)).argmax(1).cpu()
-        return float((pred == labels).double().mean())
+        return float((clf.classes(f) == labels).double().mean())
 
     real = from_uint8(xt_all[:n_real])[:, None]
     real_f = feats(real)
@@ -174,11 +172,8 @@ def run(
     labels = torch.arange(p.samples) % 10
     for model, m in models.items():
         for steps in p.steps:
-            sync(device)
-            t0 = time.perf_counter()
-            x = _sample(m, "ancestral", steps, p.samples, device, p.seed + steps, batch)
-            sync(device)
-            secs = time.perf_counter() - t0
+            x, secs = timed(device, _sample, m, "ancestral", steps, p.samples, device,
+                            p.seed + steps, batch)  # fmt: skip
             progress("edge", f"{model} {steps} steps, {p.samples} samples", secs)
             f = feats(x)
             pr = precision_recall(real_f, f, K)
@@ -228,11 +223,8 @@ def run(
     for h in p.hijacks:
         for model, m in models.items():
             grid = hijack_grid(m.schedule, h, p.edit_steps)
-            sync(device)
-            t0 = time.perf_counter()
-            x = stroke_sdedit(m, strokes, ys, grid, h, p.seed + SDEDIT_SEED, device, batch)
-            sync(device)
-            secs = time.perf_counter() - t0
+            x, secs = timed(device, stroke_sdedit, m, strokes, ys, grid, h,
+                            p.seed + SDEDIT_SEED, device, batch)  # fmt: skip
             progress("edge", f"{model} stroke SDEdit from {h:g}·T, {len(strokes)} edits", secs)
             edit_rows.append(
                 {"hijack": h, "model": model, "t_start": float(grid.t[0]), "steps": len(grid)}

@@ -218,8 +218,7 @@ def run(
             )
         )
     real_pooled = torch.cat([q.real for q in pairs])
-    clf_device = next(clf.parameters()).device
-    hits = [clf.head(q.real.to(clf_device)).argmax(1).cpu() == q.target for q in pairs]
+    hits = [clf.classes(q.real) == q.target for q in pairs]
     examples = {
         q.label: {
             "indices": q.indices[: p.examples].tolist(),

@@ -43,7 +43,7 @@ from nidiff.generate import generate
 from nidiff.metrics import ClassifierFeatures, frechet_distance, precision_recall
 from nidiff.schedule import leading_grid
 
-from ._device import hardware, sync
+from ._device import hardware, timed
 from ._report import data_run, main_parser, progress, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "markdown", "plot", "run"]
@@ -146,7 +146,7 @@ def run(
     feats = ClassifierFeatures(clf, batch_size=500)
     real = from_uint8(xt)[:, None]
     real_f = feats(real)
-    real_pred = clf.head(real_f.to(device)).argmax(1).cpu()
+    real_pred = clf.classes(real_f)
     batch = 2500 if torch.device(device).type == "cuda" else 100
 
     rows: list[dict[str, Any]] = []
@@ -159,15 +159,12 @@ def run(
         if p.guided_steps is not None:
             cells.append(("guided", p.guided_steps, GUIDANCE))
         for row, steps, w in cells:
-            sync(device)
-            t0 = time.perf_counter()
-            x = _sample(m, row, steps, p.samples, device, p.seed + steps, batch)
-            sync(device)
-            secs = time.perf_counter() - t0
+            x, secs = timed(device, _sample, m, row, steps, p.samples, device, p.seed + steps,
+                            batch)  # fmt: skip
             progress("generation", f"{model} {row} {steps} steps, {p.samples} samples", secs)
             f = feats(x)
             labels = torch.arange(p.samples) % 10
-            pred = clf.head(f.to(device)).argmax(1).cpu()
+            pred = clf.classes(f)
             pr = precision_recall(real_f, f, K)
             rows.append(
                 {

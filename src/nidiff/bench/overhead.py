@@ -23,7 +23,6 @@ Run ``python -m nidiff.bench.overhead --quick`` (a few minutes on two CPU cores)
 from __future__ import annotations
 
 import platform
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +46,7 @@ from nidiff.inversion import (
 )
 from nidiff.schedule import DiscreteSchedule, linspace_grid
 
-from ._device import sync
+from ._device import timed
 from ._report import main_parser, pyplot, report, save_figure
 
 __all__ = ["CountingModel", "format_tables", "main", "paper_nfe", "plot", "run"]
@@ -73,11 +72,8 @@ class CountingModel:
         return sum(self.batches.values())
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: Any = None) -> Tensor:
-        sync(self.device)
-        start = time.perf_counter()
-        out = self.model(x_t, t, cond)
-        sync(self.device)
-        self.seconds += time.perf_counter() - start
+        out, seconds = timed(self.device, self.model, x_t, t, cond)
+        self.seconds += seconds
         self.batches[int(x_t.shape[0])] += 1
         return out
 
@@ -88,12 +84,9 @@ def _call_time(model, x: Tensor, cond: Tensor, reps: int, device: torch.device) 
     t = torch.tensor(500.0, device=device)
     times = []
     for i in range(reps + 2):
-        sync(device)
-        start = time.perf_counter()
-        model(x, t, cond)
-        sync(device)
+        _, seconds = timed(device, model, x, t, cond)
         if i >= 2:
-            times.append(time.perf_counter() - start)
+            times.append(seconds)
     return min(times)
 
 
@@ -237,11 +230,7 @@ def run(
         for name, fn in methods:
             counter.batches.clear()
             counter.seconds = 0.0
-            sync(dev)
-            start = time.perf_counter()
-            res = fn()
-            sync(dev)
-            wall = time.perf_counter() - start
+            res, wall = timed(dev, fn)
             rows.append(
                 {
                     "method": name,

@@ -63,7 +63,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._device import hardware, sync
+from ._device import hardware, sync, timed
 from ._report import report
 from ._sd_random import SD15, Architecture, random_components
 
@@ -158,11 +158,9 @@ def _methods(
     """One edit of each method, from ``image`` to the edited image (module docstring)."""
     from nidiff.editing import ngdm, weighting_map
     from nidiff.inversion import edit_friendly_invert, edit_friendly_regenerate
-    from nidiff.schedule import leading_grid
 
     dev, process = sd.device, sd.process
-    offset = int(sd.scheduler.config.get("steps_offset", 0) or 0)
-    grid = leading_grid(process.schedule, steps, offset=offset)
+    grid = sd.leading_grid(steps)
     skip = round(EF_SKIP_FRACTION * steps)
     image01 = (image + 1) / 2
     unet_processors = dict(sd.unet.attn_processors)
@@ -303,11 +301,7 @@ def run(
             for _ in range(p.repeats):
                 for name, fn in methods.items():
                     hooks.reset()
-                    sync(dev)
-                    start = time.perf_counter()
-                    out = fn()
-                    sync(dev)
-                    wall = time.perf_counter() - start
+                    out, wall = timed(dev, fn)
                     if not bool(torch.isfinite(out).all()):
                         raise RuntimeError(f"{name} made a non-finite image (try --dtype float32)")
                     records[name].append(

@@ -40,7 +40,7 @@ import torch
 from nidiff.bundled import DEFAULT_MODEL, MODELS, load_bundled
 
 from . import overhead, training
-from ._device import hardware, sync
+from ._device import hardware, timed
 from ._report import data_run, main_parser, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "markdown", "plot", "run", "throughput", "verdict"]
@@ -68,12 +68,9 @@ def _median_seconds(step: Callable[[Any], Any], batch: Any, warmup: int, reps: i
     """Median wall time of ``reps`` calls ``step(batch)`` after ``warmup`` untimed ones."""
     times = []
     for i in range(warmup + reps):
-        sync(dev)
-        start = time.perf_counter()
-        step(batch)
-        sync(dev)
+        _, seconds = timed(dev, step, batch)
         if i >= warmup:
-            times.append(time.perf_counter() - start)
+            times.append(seconds)
     return statistics.median(times)
 
 

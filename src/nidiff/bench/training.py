@@ -30,7 +30,6 @@ medians in milliseconds. On CUDA every timing is bracketed by synchronisations.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ from nidiff.models.diffusers_unet import UNetDenoiser, fashion_unet_config, unet
 from nidiff.training.fashion import FASHION_PROCESSES
 from nidiff.training.spec import ProcessSpec
 
-from ._device import hardware, sync
+from ._device import hardware, timed
 from ._report import data_run, main_parser, pyplot, report, save_figure
 
 __all__ = ["GOAL", "PRESETS", "Preset", "markdown", "plot", "run"]
@@ -187,12 +186,9 @@ def run(quick: bool = True, device: str = "cpu", *, preset: Preset | None = None
     for r in range(p.warmup + p.rounds):
         batch = _draw(gen, p, dev)
         for key, op in ops.items():
-            sync(dev)
-            start = time.perf_counter()
-            op(batch)
-            sync(dev)
+            _, seconds = timed(dev, op, batch)
             if r >= p.warmup:
-                times[key].append(time.perf_counter() - start)
+                times[key].append(seconds)
 
     ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
 

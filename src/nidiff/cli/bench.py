@@ -139,7 +139,7 @@ def bench(
     device: str,
     overwrite: bool,
 ) -> None:
-    from ..bench._presets import choose_preset
+    from ..bench._presets import run_preset
     from ..bench._report import pyplot, report
 
     if json_path is not None:
@@ -149,14 +149,14 @@ def bench(
         pyplot()  # fail now, not after the run, if matplotlib is missing
     spec = BENCHMARKS[name]
     module = importlib.import_module(spec.module)
-    kwargs: dict[str, Any] = {}
+    dev = resolve_device(device)
+    result: dict[str, Any]
     if preset_name is not None or assignments:
         if "preset" not in inspect.signature(module.run).parameters:
             raise ValueError(f"benchmark {name} has no presets; --preset and --set do not apply")
-        label, kwargs["preset"] = choose_preset(module.PRESETS, quick, preset_name, assignments)
-    result: dict[str, Any] = module.run(quick=quick, device=resolve_device(device), **kwargs)
-    if kwargs:
-        result = {**result, "preset": label}
+        result = run_preset(module.run, module.PRESETS, quick, preset_name, assignments, device=dev)
+    else:
+        result = module.run(quick=quick, device=dev)
     report(
         result, getattr(module, spec.table), json_path, name=name, out=out_dir,
         plot=getattr(module, "plot", None), overwrite=overwrite,

@@ -56,7 +56,7 @@ from ..models.attention import (
 from ..models.contract import Denoiser, concat_cond
 from ..models.stable_diffusion import StableDiffusion
 from ..noise.base import white_noise
-from ..schedule import TimeGrid, leading_grid
+from ..schedule import TimeGrid
 from .result import EditResult
 
 __all__ = ["P2PResult", "RowGuidance", "p2p_edit_friendly", "p2p_generate", "p2p_token_map"]
@@ -188,8 +188,8 @@ def p2p_edit_friendly(
         source_prompt: the prompt describing the source (inversion condition; its tokens are
             aligned with the target's).
         target_prompt: the edit prompt. ``mode="replace"`` needs as many words as the source.
-        steps: number of steps of the default grid (``leading_grid`` with the pipeline's
-            ``steps_offset``) when inverting here; ignored with ``grid`` or an inversion.
+        steps: number of steps of the default grid (:meth:`StableDiffusion.leading_grid`)
+            when inverting here; ignored with ``grid`` or an inversion.
         grid: an explicit grid ending at ``t = 0`` (inverting here only).
         skip: :math:`T_{skip}`, the number of noisiest steps skipped, ``0 <= skip < N``.
         source_guidance: the inversion's guidance scale :math:`w_{src}` (inverting here only).
@@ -218,7 +218,7 @@ def p2p_edit_friendly(
             raise ValueError("grid= is for inverting here; an Inversion brings its own grid")
         grid = source.grid
     elif isinstance(source, Tensor) and source.ndim == 4:
-        grid = _default_grid(sd, steps) if grid is None else grid
+        grid = sd.leading_grid(steps) if grid is None else grid
     else:
         raise ValueError(f"source must be latents (B, C, h, w) or an Inversion, not {source!r}")
     n = len(grid)
@@ -312,7 +312,8 @@ def p2p_generate(
         source_prompt, target_prompt, mode, reweight, self_max_tokens, observer: as for
             :func:`p2p_edit_friendly`; ``cross_replace`` / ``self_replace`` are fractions of all
             steps.
-        steps / grid: the default ``leading_grid`` or an explicit grid ending at ``t = 0``.
+        steps / grid: the default :meth:`StableDiffusion.leading_grid` or an explicit grid
+            ending at ``t = 0``.
         size: image side in pixels (default :attr:`StableDiffusion.default_image_size`).
         batch: number of independent pairs ``B``.
         guidance: guidance scale of both rows. eta: :math:`\eta \in (0, 1]`.
@@ -326,7 +327,7 @@ def p2p_generate(
     if generator is None:
         raise ValueError("p2p_generate needs a generator (the start state and step noise)")
     check_in_range(eta, "eta", 0.0, 1.0, low_open=True)
-    grid = _default_grid(sd, steps) if grid is None else grid
+    grid = sd.leading_grid(steps) if grid is None else grid
     size = sd.default_image_size if size is None else int(size)
     sd.check_image_size(size, size)
     f, C = sd.vae_scale_factor, int(sd.vae.config.latent_channels)
@@ -370,11 +371,6 @@ def p2p_generate(
         "target_prompt": target_prompt,
     }
     return P2PResult(x0=out.x0[batch:], nfe=out.nfe, info=info, source=out.x0[:batch])
-
-
-def _default_grid(sd: StableDiffusion, steps: int) -> TimeGrid:
-    offset = int(getattr(sd.scheduler.config, "steps_offset", 0) or 0)
-    return leading_grid(sd.process.schedule, steps, offset=offset)
 
 
 def _head(inv: Inversion, stop: int) -> Inversion:

@@ -63,6 +63,12 @@ class FashionClassifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.body(x))
 
+    @torch.no_grad()
+    def classes(self, features: Tensor) -> Tensor:
+        """Predicted classes ``(B,)`` on the CPU from :meth:`features` (on any device): the
+        features computed once for FID/KID also give the target accuracy."""
+        return self.head(features.to(next(self.parameters()).device)).argmax(1).cpu()
+
 
 def train_classifier(
     images: Tensor,

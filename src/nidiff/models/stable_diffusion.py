@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from ..noise import IsotropicNoise
-from ..schedule import DiscreteSchedule
+from ..schedule import DiscreteSchedule, TimeGrid, leading_grid
 from .contract import ClassifierFreeGuidance
 from .diffusers_unet import ConditionalUNetDenoiser
 
@@ -164,6 +164,12 @@ class StableDiffusion:
                 f"downsampling factor {f} on both sides (e.g. {max(f, height // f * f)}x"
                 f"{max(f, width // f * f)})"
             )
+
+    def leading_grid(self, steps: int) -> TimeGrid:
+        """The pipeline's own ``steps``-step grid: "leading" spacing with its scheduler's
+        ``steps_offset`` (1 for SD 1.x), the times diffusers' pipeline visits."""
+        offset = int(getattr(self.scheduler.config, "steps_offset", 0) or 0)
+        return leading_grid(self.process.schedule, steps, offset=offset)
 
     @property
     def default_image_size(self) -> int:
