@@ -198,7 +198,7 @@ def check_image(x: Tensor, name: str = "x0", *, spatial: bool = False) -> Tensor
 def check_fixed_noise(process: Process, method: str) -> None:
     """Raise ``ValueError`` for an edge-preserving ``process``: ``method`` needs a deterministic
     reverse step (DDIM with η = 0), which only fixed-covariance processes have."""
-    if process.is_edge:
+    if process.data_conditioned:
         raise ValueError(
             f"{method} needs a fixed-covariance process (isotropic, diagonal, GFF): the "
             "edge-preserving reverse step (EP eq. 12-14) is stochastic and has no DDIM inverse"

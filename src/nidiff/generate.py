@@ -15,10 +15,12 @@ from .schedule import TimeGrid
 __all__ = ["generate", "prior_noise"]
 
 
-def prior_noise(noise) -> NoiseModel:
+def prior_noise(noise: NoiseModel | None) -> NoiseModel:
     """The noise model of :math:`x_T`: the process's own Σ, isotropic for edge-preserving noise
-    (its σ_T is isotropic because τ(T) = 1)."""
-    return noise if isinstance(noise, NoiseModel) else IsotropicNoise()
+    (its σ_T is isotropic because τ(T) = 1) or none given."""
+    if noise is None or noise.data_conditioned:
+        return IsotropicNoise()
+    return noise
 
 
 def generate(

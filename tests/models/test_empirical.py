@@ -121,6 +121,8 @@ def test_agrees_with_gaussian_oracle_on_a_large_sample():
 class _ScaledStdNoise:
     """A stand-in edge-preserving noise: σ_t(x_i) = sqrt(1 − ᾱ_t)·(1 + x_i²)^{-1/2}."""
 
+    data_conditioned = True
+
     def sigma(self, x0, t):
         return SCHED.coefficients(t)[1] * (1 + x0.square()).rsqrt()
 

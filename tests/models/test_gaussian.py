@@ -184,6 +184,8 @@ def test_per_pixel_zero_time_keeps_clean_pixels():
 
 
 class _FakeEdgeNoise:
+    data_conditioned = True
+
     def sigma(self, x0, t): ...
 
     def at(self, x0, t): ...

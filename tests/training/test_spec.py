@@ -90,7 +90,7 @@ def test_process_and_loss_objects():
     iso = ProcessSpec({"kind": "linear", "T": 40})
     proc = iso.process()
     assert isinstance(proc, Process) and isinstance(proc.noise, IsotropicNoise)
-    assert proc.schedule.T == 40 and not proc.is_edge
+    assert proc.schedule.T == 40 and not proc.data_conditioned
     loss = iso.loss()
     assert isinstance(loss, EpsilonLoss) and isinstance(loss.noise, IsotropicNoise)
 
@@ -104,7 +104,7 @@ def test_process_and_loss_objects():
         {"kind": "edge", "lambda_min": 1e-3, "tau": "cosine", "t_phi": 0.8, "squared": True},
     )
     noise = edge.process().noise
-    assert isinstance(noise, EdgePreservingNoise) and edge.process().is_edge
+    assert isinstance(noise, EdgePreservingNoise) and edge.process().data_conditioned
     assert noise.lambda_min == 1e-3 and noise.lambda_max == 0.1  # default kept
     assert noise.tau_fn == CosineTau(0.8) and noise.edges == SobelEdges(squared=True)
     assert noise.schedule.T == 40

@@ -2,12 +2,12 @@
 maps, SDEdit, ILVR, DiffEdit and Prompt-to-Prompt with edit-friendly maps; every method returns an
 :class:`EditResult`."""
 
+from ..result import EditResult
 from .diffedit import diffedit, diffedit_mask
 from .ilvr import ilvr
 from .ngdm import check_lam, ngdm, rounded_start
 from .ngdm_ef import ngdm_edit_friendly
 from .p2p import P2PResult, RowGuidance, p2p_edit_friendly, p2p_generate, p2p_token_map
-from .result import EditResult
 from .sdedit import sdedit
 from .weighting import WeightMap, gaussian_blur, lam_from_map, weighting_map
 

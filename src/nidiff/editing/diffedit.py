@@ -37,9 +37,9 @@ from .._checks import check_fixed_noise, check_image, check_in_range
 from ..inversion.ddim import ddim_invert
 from ..models.contract import Denoiser, with_guidance
 from ..process import Process
+from ..result import EditResult
 from ..samplers import StepInfo, sample
 from ..schedule import TimeGrid
-from .result import EditResult
 from .sdedit import start_index
 from .weighting import weighting_map
 

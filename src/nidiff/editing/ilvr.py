@@ -28,9 +28,9 @@ from .._checks import check_image, check_in_range
 from ..models.contract import Denoiser, with_guidance
 from ..noise.base import white_noise
 from ..process import Process
+from ..result import EditResult
 from ..samplers import StepInfo, sample
 from ..schedule import TimeGrid
-from .result import EditResult
 
 __all__ = ["ilvr", "lowpass"]
 

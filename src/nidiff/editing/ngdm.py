@@ -39,9 +39,9 @@ from .._checks import check_finite, check_image
 from ..models.contract import Denoiser, with_guidance
 from ..noise.base import white_noise
 from ..process import Process
+from ..result import EditResult
 from ..samplers.loop import StepInfo, sample
 from ..schedule.grid import TimeGrid
-from .result import EditResult
 
 __all__ = ["check_lam", "ngdm", "rounded_start", "source_noise"]
 

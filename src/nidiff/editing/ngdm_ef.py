@@ -32,12 +32,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..inversion.edit_friendly import edit_friendly_regenerate
 from ..inversion.io import Inversion
 from ..models.contract import Denoiser
 from ..process import Process
+from ..result import EditResult
 from ..samplers.transition import Transition
 from .ngdm import check_lam
-from .result import EditResult
 
 __all__ = ["ngdm_edit_friendly"]
 
@@ -70,8 +71,6 @@ def ngdm_edit_friendly(
     Returns:
         :class:`EditResult` with ``lam`` and ``start_times`` expanded to the batch.
     """
-    from ..inversion.edit_friendly import edit_friendly_regenerate  # (imports nidiff.editing)
-
     x0, grid = inversion.x0, inversion.grid
     lam64 = check_lam(lam, x0)
     if not isinstance(preserve, bool):

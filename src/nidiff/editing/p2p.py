@@ -56,8 +56,8 @@ from ..models.attention import (
 from ..models.contract import Denoiser, concat_cond
 from ..models.stable_diffusion import StableDiffusion
 from ..noise.base import white_noise
+from ..result import EditResult
 from ..schedule import TimeGrid
-from .result import EditResult
 
 __all__ = ["P2PResult", "RowGuidance", "p2p_edit_friendly", "p2p_generate", "p2p_token_map"]
 
@@ -379,6 +379,7 @@ def _head(inv: Inversion, stop: int) -> Inversion:
     return Inversion(
         x_T=inv.x_T, zs=list(inv.zs[:stop]), grid=inv.grid[:stop], cond=inv.cond,
         guidance=inv.guidance, eta=inv.eta, x0=inv.x0, xs=None, process_info=inv.process_info,
+        sampler=inv.sampler,
     )  # fmt: skip
 
 
@@ -392,5 +393,5 @@ def _paired(inv: Inversion, skip: int, x_skip: Tensor) -> Inversion:
     return Inversion(
         x_T=twice(x_skip), zs=[twice(z) for z in inv.zs[skip:]], grid=inv.grid[skip:],
         cond=None, guidance=1.0, eta=inv.eta, x0=twice(inv.x0), xs=None,
-        process_info=inv.process_info, zero_last=inv.zero_last,
+        process_info=inv.process_info, zero_last=inv.zero_last, sampler=inv.sampler,
     )  # fmt: skip

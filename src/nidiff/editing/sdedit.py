@@ -26,10 +26,10 @@ from torch import Tensor
 from .._checks import check_image, check_in_range
 from ..models.contract import Denoiser, with_guidance
 from ..process import Process
+from ..result import EditResult
 from ..samplers import sample
 from ..schedule import TimeGrid
 from .ngdm import source_noise
-from .result import EditResult
 
 __all__ = ["sdedit", "start_index"]
 

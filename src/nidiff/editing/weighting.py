@@ -145,7 +145,9 @@ def weighting_map(
     outs = []
     for s in range(0, x_in.shape[0], size):
         outs.append(model(x_in[s : s + size], t_in, _take(c_in, slice(s, s + size))))
-    out = _pixel_noise(process, torch.cat(outs)).reshape(2, n, *x0.shape)
+    # The difference of the predicted noise Σ^{1/2}ε̂ (whatever the network predicts); the
+    # per-image min-max normalisation below makes its units irrelevant.
+    out = process.eps_sigma(x_in, torch.cat(outs), t).reshape(2, n, *x0.shape)
     diff = (out[0] - out[1]).abs().mean(dim=(0, 2)).unsqueeze(1)  # (B, 1, *spatial)
     smooth = gaussian_blur(diff, sigma)
     if clamp is not None:
@@ -180,13 +182,6 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 
 
 # ------------------------------------------------------------------ helpers
-def _pixel_noise(process: Process, out: Tensor) -> Tensor:
-    r"""The predicted noise as it enters the image: :math:`\Sigma^{1/2}\hat\varepsilon` for
-    white-output models, the output itself (:math:`\sigma_t\odot\hat\varepsilon`) for
-    edge-preserving ones."""
-    return out if process.is_edge else process.noise.color(out)
-
-
 def _noise_time(process: Process, strength: float) -> float:
     t = float(strength) * process.schedule.t_max
     if isinstance(process.schedule, DiscreteSchedule):

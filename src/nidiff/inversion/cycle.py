@@ -40,11 +40,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..editing.result import EditResult
 from ..models.contract import Denoiser
 from ..noise.base import white_noise
 from ..process import Process
-from ..samplers import coefficients_like
+from ..result import EditResult
 from ..schedule import TimeGrid
 from .edit_friendly import edit_friendly_regenerate, record_maps
 from .io import Inversion
@@ -53,12 +52,10 @@ __all__ = ["cycle_edit", "cycle_invert"]
 
 
 def implied_output(process: Process, x_t: Tensor, x0: Tensor, t: Tensor) -> Tensor:
-    r"""The model output that makes :math:`\hat x_0 = x_0`: white
-    :math:`\Sigma^{-1/2}(x_t - \sqrt{\bar\alpha_t}x_0)/\sqrt{1-\bar\alpha_t}`, or
-    :math:`x_t - \sqrt{\bar\alpha_t}x_0` for edge-preserving processes (EP eq. 15)."""
-    a, b = coefficients_like(process.schedule, t, x_t)
-    r = x_t - a * x0
-    return r if process.is_edge else process.noise.whiten(r / b)
+    r"""The model output that makes :math:`\hat x_0 = x_0` (white
+    :math:`\Sigma^{-1/2}(x_t - \alpha_t x_0)/\sigma_t` for ε models, :math:`x_t - \alpha_t x_0`
+    for edge-preserving ones, EP eq. 15; :meth:`Process.implied_output`)."""
+    return process.implied_output(x_t, x0, t)
 
 
 @torch.no_grad()

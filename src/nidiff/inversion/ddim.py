@@ -26,7 +26,7 @@ step; the edge-preserving posterior (EP eq. 12–14) is stochastic and is reject
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -34,11 +34,9 @@ from torch import Tensor
 from .._checks import check_fixed_noise, check_image
 from ..models.contract import Denoiser, model_time, with_guidance
 from ..process import Process
+from ..result import EditResult
 from ..samplers import coefficients_like, sample
 from ..schedule import TimeGrid
-
-if TYPE_CHECKING:  # imported at call time: nidiff.editing imports this module
-    from ..editing.result import EditResult
 
 __all__ = ["DDIMInversion", "ddim_edit", "ddim_invert"]
 
@@ -125,8 +123,6 @@ def ddim_edit(
         cond: the target condition. guidance, null_cond: classifier-free guidance.
         skip: integer in ``[0, len(grid) - 1]``.
     """
-    from ..editing.result import EditResult
-
     check_fixed_noise(process, "ddim_edit")
     n = len(inversion.grid)
     if isinstance(skip, bool) or int(skip) != skip or not 0 <= skip < n:

@@ -1,11 +1,12 @@
 r"""Edit-friendly DDPM inversion (Huberman-Spiegelglas, Kulikov & Michaeli, CVPR 2024: "EF").
 
 **Inversion** (EF Alg. 1). Every noisy state is drawn *independently* from the forward marginal,
-:math:`x_{t_i} = \sqrt{\bar\alpha_{t_i}}x_0 + \sqrt{1-\bar\alpha_{t_i}}\,\Sigma^{1/2}\tilde
-\varepsilon_i` (EF eq. 6; EP eq. 11 for edge-preserving noise) with a fresh
-:math:`\tilde\varepsilon_i` per grid time. Then, noisiest step first, with the step's Gaussian
-:math:`\mathcal N(\hat\mu_i(x_{t_i}), \sigma_i^2\Sigma)` (:meth:`Process.rule`,
-:math:`\sigma_i^2 = \eta^2\tilde\beta_i`):
+:math:`x_{t_i} = \alpha_{t_i}x_0 + \sigma_{t_i}\Sigma^{1/2}\tilde\varepsilon_i` (EF eq. 6; EP
+eq. 11 for edge-preserving noise) with a fresh :math:`\tilde\varepsilon_i` per grid time. Then,
+noisiest step first, with the step's Gaussian :math:`\mathcal N(\hat\mu_i(x_{t_i}),
+\sigma_i^2\Sigma)` (DDPM by default, :meth:`Process.rule`, :math:`\sigma_i^2 = \eta^2\tilde\beta_i`;
+any *stochastic* rule of :mod:`nidiff.samplers` with ``rule=``, e.g. SDE-DPM-Solver++ as in
+LEDITS++):
 
 .. math::
     z_i = \Sigma^{-1/2}\bigl(x_{t_{prev,i}} - \hat\mu_i(x_{t_i})\bigr)/\sigma_i
@@ -16,13 +17,18 @@ the overwrite guarding against drift (last line of Alg. 1). Regenerating with th
 condition and guidance replays exactly these states, so :math:`x_0` comes back to float precision.
 The maps have variance > 1 and are negatively correlated across steps (EF Sec. 5, Fig. 5).
 
-**The last step.** A grid ends at ``t = 0`` where :math:`\bar\alpha_0 = 1`, so nidiff's last
-DDIM/DDPM/EP step is deterministic (:math:`\sigma = 0`) and has no noise to extract. For such a
-step we use Ho et al.'s other DDPM variance,
-:math:`\sigma^2 = 1 - \bar\alpha_t/\bar\alpha_{t_{prev}}` (:math:`= \beta_t` for consecutive
-steps): the last map is :math:`z_N = \Sigma^{-1/2}(x_0 - \hat x_0)/\sqrt{1-\bar\alpha_{t_N}}`
-and regeneration adds it back, so reconstruction stays exact and the map carries the finest
-detail into edits. ``zero_last=True``
+**Multistep rules.** A rule's history (:attr:`Transition.state`) is a function of the visited
+states, which regeneration replays exactly, so reconstruction stays exact. The inversion keeps the
+state entering every step (:attr:`Inversion.states`), so an edit that starts after ``skip`` steps
+continues with the source chain's history, as the uninterrupted chain would.
+
+**The last step.** A grid ends at ``t = 0`` where :math:`\sigma_0 = 0`, so every rule's last step
+is deterministic and has no noise to extract. For such a step we use Ho et al.'s other DDPM
+variance, the forward step's :math:`\sigma^2_{t|s} = \sigma_t^2 - (\alpha_t/\alpha_s)^2\sigma_s^2`
+(:math:`1 - \bar\alpha_t/\bar\alpha_{t_{prev}}` on VP, :math:`= \beta_t` for consecutive steps):
+the last map is :math:`z_N = \Sigma^{-1/2}(x_0 - \hat\mu_N)/\sigma_{t_N|0}` and regeneration
+adds it back, so reconstruction stays exact and the map carries the finest detail into edits.
+``zero_last=True``
 zeroes it as the authors' code does: the last step is then the plain deterministic one and the
 reconstruction is off by :math:`x_0 - \hat x_0(x_{t_N})`.
 
@@ -43,10 +49,12 @@ import torch
 from torch import Tensor
 
 from .._checks import check_image, check_in_range, deferred_finite_checks
-from ..editing.result import EditResult
-from ..models.contract import Denoiser, model_time, with_guidance
+from ..models.contract import Denoiser, with_guidance
 from ..noise.base import white_noise
 from ..process import Process
+from ..result import EditResult
+from ..samplers.loop import CountedModel, StepRule
+from ..samplers.registry import SAMPLERS, build_rule, rule_spec
 from ..samplers.transition import Transition, all_zero
 from ..schedule import Schedule, TimeGrid
 from .io import Inversion, check_process, describe_process
@@ -76,6 +84,7 @@ def edit_friendly_invert(
     guidance: float = 1.0,
     null_cond: Any = None,
     eta: float = 1.0,
+    rule: StepRule | None = None,
     generator: torch.Generator | None = None,
     noise: Sequence[Tensor] | None = None,
     zero_last: bool = False,
@@ -90,7 +99,10 @@ def edit_friendly_invert(
         cond: the source condition, batched like ``x0`` (or ``None``).
         guidance: classifier-free guidance scale ``w >= 0``; ``w != 1`` needs ``null_cond``.
         null_cond: the unconditional condition for guidance (one sample).
-        eta: :math:`\eta \in (0, 1]` (``0`` has no noise to extract); EP processes take ``1``.
+        eta: :math:`\eta \in (0, 1]` of the default DDIM-family rule (``0`` has no noise to
+            extract); EP processes take ``1``.
+        rule: a stochastic step rule for ``process`` instead (``process.sampler(name)``, e.g.
+            ``"dpm++2m-sde"``); regeneration rebuilds the same rule from the record.
         generator: source of the ``N`` independent :math:`\tilde\varepsilon` (drawn noisiest
             first, ``x0``'s dtype); or give them as ``noise``.
         noise: ``N`` white tensors of ``x0``'s shape, ``noise[i]`` for time ``grid.t[i]``.
@@ -111,8 +123,26 @@ def edit_friendly_invert(
 
     return record_maps(
         model, x0, process, grid, start=start, land=land, cond=cond, guidance=guidance,
-        null_cond=null_cond, eta=eta, zero_last=zero_last,
+        null_cond=null_cond, eta=eta, rule=rule, zero_last=zero_last,
     )  # fmt: skip
+
+
+def inversion_rule(process: Process, eta: float, rule: StepRule | None) -> StepRule:
+    """The step rule an edit-friendly inversion records: ``rule``, or the process's own with
+    ``eta``. Raises ``ValueError`` (before any model call) for a deterministic rule, an ``eta``
+    outside ``(0, 1]``, or both ``eta`` and ``rule``."""
+    check_in_range(eta, "eta", 0.0, 1.0, low_open=True)
+    if rule is None:
+        return process.rule(eta)
+    if eta != 1.0:
+        raise ValueError(f"give eta to the rule itself, not eta={eta:g} beside rule=")
+    if not rule.stochastic:
+        raise ValueError(
+            f"edit-friendly inversion records the noise of a stochastic step rule; "
+            f"{type(rule).__name__} is deterministic (use ddpm, dpm++2m-sde, euler-ancestral, "
+            "sde-euler or ddim with eta > 0)"
+        )
+    return rule
 
 
 @torch.no_grad()
@@ -128,6 +158,7 @@ def record_maps(
     guidance: float = 1.0,
     null_cond: Any = None,
     eta: float = 1.0,
+    rule: StepRule | None = None,
     zero_last: bool = False,
 ) -> Inversion:
     r"""The recording loop of EF Alg. 1, for any way of choosing the states the chain must visit.
@@ -140,7 +171,7 @@ def record_maps(
     independent forward draws, :func:`~.cycle.cycle_invert` on the forward posterior chain.
 
     Args:
-        model, x0, process, grid, cond, guidance, null_cond, eta, zero_last: as for
+        model, x0, process, grid, cond, guidance, null_cond, eta, rule, zero_last: as for
             :func:`edit_friendly_invert`.
         start: returns the white noise of :math:`x_{t_0}` (called once, before any ``land``).
         land: ``land(i, x, t, t_prev) -> x_prev``, the target state of step ``i`` from the
@@ -150,22 +181,23 @@ def record_maps(
         The :class:`Inversion`, with the visited states as ``xs``; ``N`` model calls.
     """
     check_image(x0)
-    check_in_range(eta, "eta", 0.0, 1.0, low_open=True)
+    rule = inversion_rule(process, eta, rule)
     if float(grid.t_prev[-1]) != 0.0:
         raise ValueError(f"the grid must end at t = 0 (x0), not {float(grid.t_prev[-1]):g}")
     _check_cond(cond, int(x0.shape[0]))
-    net, rule, n = with_guidance(model, guidance, null_cond), process.rule(eta), len(grid)
+    net, n = CountedModel(with_guidance(model, guidance, null_cond), cond, x0.dtype), len(grid)
     x = process.q_sample(x0, grid.t[0], start())
-    xs, zs = [], []
+    xs, zs, states, state = [], [], [], None
     with deferred_finite_checks() as checks:  # one device read for all steps, at the end
         for i, (t, t_prev) in enumerate(grid):
             checks.step = i
-            tr = edit_friendly_step(net, rule, process.schedule, x, t, t_prev, cond)
+            tr = edit_friendly_step(net, rule, process.schedule, x, t, t_prev, state)
             z = tr.noise_of(x0 if i == n - 1 else land(i, x, t, t_prev))
             z = torch.zeros_like(z) if zero_last and i == n - 1 else z
             xs.append(x)
             zs.append(z)
-            x = tr.sample(z)
+            states.append(state)
+            x, state = tr.sample(z), tr.state
     return Inversion(
         x_T=xs[0],
         zs=zs,
@@ -177,6 +209,8 @@ def record_maps(
         xs=xs,
         process_info=describe_process(process),
         zero_last=bool(zero_last),
+        sampler=rule_spec(rule),
+        states=states if any(v is not None for v in states) else None,
     )
 
 
@@ -213,7 +247,7 @@ def edit_friendly_regenerate(
             ``std``); used by :func:`~.manipulate.color_edit`.
 
     Returns:
-        :class:`~nidiff.editing.result.EditResult` with ``x0`` ``(B, *dims)`` and ``nfe``.
+        :class:`~nidiff.result.EditResult` with ``x0`` ``(B, *dims)`` and ``nfe``.
     """
     check_process(inversion.process_info, process)
     n = inversion.steps
@@ -233,62 +267,82 @@ def edit_friendly_regenerate(
     cond = inversion.cond if cond is None else cond
     guidance = inversion.guidance if guidance is None else guidance
     _check_cond(cond, inversion.x_T.shape[0])
-    net, rule = with_guidance(model, guidance, null_cond), process.rule(inversion.eta)
-    nfe = n - skip
+    rule = regeneration_rule(inversion, process)
+    dtype = inversion.x_T.dtype
+    net = CountedModel(with_guidance(model, guidance, null_cond), cond, dtype)
+    src = CountedModel(with_guidance(model, inversion.guidance, null_cond), inversion.cond, dtype)
     if skip == 0:
-        x = edited.x_T
-    elif inversion.xs is not None:
-        x = inversion.xs[skip]
-    else:  # replay the source chain: the inverted state, bit for bit
-        src = with_guidance(model, inversion.guidance, null_cond)
-        x = _replay(src, rule, process.schedule, inversion.x_T, inversion, inversion.cond, 0, skip)
-        nfe += skip
-    x = _replay(net, rule, process.schedule, x, edited, cond, skip, n, z_hook)
+        x, state = edited.x_T, None
+    elif inversion.xs is not None and (inversion.states is not None or not _multistep(inversion)):
+        x, state = inversion.xs[skip], None if inversion.states is None else inversion.states[skip]
+    else:  # replay the source chain: the inverted state (and history), bit for bit
+        x, state = _replay(src, rule, process.schedule, inversion.x_T, None, inversion, 0, skip)
+    x, _ = _replay(net, rule, process.schedule, x, state, edited, skip, n, z_hook)
     info = {"method": "edit_friendly", "steps": n, "skip": skip, "eta": inversion.eta}
-    return EditResult(x0=x, nfe=nfe, info=info | {"guidance": float(guidance)})
+    info |= {"sampler": dict(inversion.sampler), "guidance": float(guidance)}
+    return EditResult(x0=x, nfe=net.calls + src.calls, info=info)
+
+
+def regeneration_rule(inversion: Inversion, process: Process) -> StepRule:
+    """The step rule an inversion was recorded with, rebuilt for ``process`` from its record."""
+    spec = dict(inversion.sampler)
+    return build_rule(spec.pop("sampler"), process, **spec)
+
+
+def _multistep(inversion: Inversion) -> bool:
+    return SAMPLERS[inversion.sampler["sampler"]].multistep
 
 
 def _replay(
-    net: Denoiser,
-    rule: Any,
+    net: CountedModel,
+    rule: StepRule,
     schedule: Schedule,
     x: Tensor,
+    state: Any,
     inv: Inversion,
-    cond: Any,
     start: int,
     stop: int,
     z_hook: ZHook | None = None,
-) -> Tensor:
-    """Steps ``start .. stop-1`` of ``inv.grid`` with ``inv.zs`` from ``x``, the state at
-    ``inv.grid.t[start]``."""
+) -> tuple[Tensor, Any]:
+    """Steps ``start .. stop-1`` of ``inv.grid`` with ``inv.zs`` from ``x`` (the state at
+    ``inv.grid.t[start]``) and the rule's ``state`` entering step ``start``; returns the final
+    state and history."""
     with deferred_finite_checks() as checks:  # one device read for all steps, at the end
         for i in range(start, stop):
             checks.step = i
             t, t_prev = inv.grid.t[i], inv.grid.t_prev[i]
-            tr = edit_friendly_step(net, rule, schedule, x, t, t_prev, cond)
+            tr = edit_friendly_step(net, rule, schedule, x, t, t_prev, state)
             z = inv.zs[i].to(device=x.device, dtype=x.dtype)
-            x = tr.sample(z if z_hook is None else z_hook(i, tr, z))
-    return x
+            x, state = tr.sample(z if z_hook is None else z_hook(i, tr, z)), tr.state
+    return x, state
 
 
 def edit_friendly_step(
-    net: Denoiser, rule: Any, schedule: Schedule, x: Tensor, t: Tensor, t_prev: Tensor, cond: Any
+    evaluate: CountedModel,
+    rule: StepRule,
+    schedule: Schedule,
+    x: Tensor,
+    t: Tensor,
+    t_prev: Tensor,
+    state: Any = None,
 ) -> Transition:
-    r"""One model call and the step :math:`\mathcal N(\hat\mu, \sigma^2\Sigma)` from ``x`` at
-    ``t`` to ``t_prev`` that edit-friendly inversion and regeneration share.
+    r"""One step :math:`\mathcal N(\hat\mu, \sigma^2\Sigma)` from ``x`` at ``t`` to ``t_prev``
+    that edit-friendly inversion and regeneration share.
 
-    It is ``rule``'s transition for ``net(x, t, cond)`` (the model sees ``t`` as in
-    :func:`nidiff.samplers.sample`), except that a deterministic step (the last one, to
-    :math:`\bar\alpha = 1`) gets :math:`\sigma^2 = 1-\bar\alpha_t/\bar\alpha_{t_{prev}}` so that it
-    has a map to carry (module docstring).
+    It is ``rule.step``, except that a deterministic step (the last one, to :math:`\sigma = 0`)
+    gets :math:`\sigma^2 = \sigma^2_{t|t_{prev}}` (:math:`1-\bar\alpha_t/\bar\alpha_{t_{prev}}` on
+    VP) so that it has a map to carry (module docstring).
 
     Args:
-        net: the (guided) model. rule: ``process.rule(eta)``. schedule: ``process.schedule``.
-        x: the state ``(B, *dims)`` at ``t``. t, t_prev: one grid step. cond: the condition.
+        evaluate: ``evaluate(x, t)``, the (guided) model with its condition
+            (:class:`~nidiff.samplers.loop.CountedModel`).
+        rule: a step rule of the process. schedule: ``process.schedule``.
+        x: the state ``(B, *dims)`` at ``t``. t, t_prev: one grid step.
+        state: the rule's history entering this step (``None`` for the first).
     """
-    tr = rule.transition(x, net(x, model_time(t, x), cond), t, t_prev)
+    tr = rule.step(evaluate, x, t, t_prev, state)
     if tr.is_deterministic:
-        var = -torch.expm1(schedule.log_alpha_bar(t) - schedule.log_alpha_bar(t_prev))
+        var = schedule.transition_var(t, t_prev)
         std = var.sqrt().to(x.dtype)  # decided before the move: a CPU read for grid times
         tr = replace(tr, std=std.to(x.device), deterministic=all_zero(std))
     return tr

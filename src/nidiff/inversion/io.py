@@ -33,7 +33,9 @@ from ..schedule import DiscreteSchedule, TimeGrid, VPSchedule
 
 __all__ = ["Inversion", "check_process", "describe_process", "load_inversion", "save_inversion"]
 
-FORMAT, VERSION = "nidiff.inversion", "1"
+FORMAT, VERSION = "nidiff.inversion", "2"
+#: Versions this code reads: 1 had no sampler record (it was always the process's own rule).
+READABLE = ("1", "2")
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +57,12 @@ class Inversion:
             are recomputed, ``skip`` model calls).
         process_info: :func:`describe_process` of the process used.
         zero_last: whether the last map was zeroed (the authors' convention; not exact).
+        sampler: the step rule as ``{"sampler": name, **options}``
+            (:func:`~nidiff.samplers.registry.rule_spec`); ``None`` means the process's own rule
+            with ``eta`` (DDIM/DDPM, or the edge-preserving posterior).
+        states: the rule's history entering each step (multistep rules: ``states[skip]`` lets
+            an edit start after ``skip`` steps with the source chain's history); ``None`` for
+            one-step rules and for inversions loaded from a file (replayed when needed).
     """
 
     x_T: Tensor  # noqa: N815 (the paper's symbol)
@@ -67,6 +75,8 @@ class Inversion:
     xs: list[Tensor] | None
     process_info: dict[str, Any]
     zero_last: bool = False
+    sampler: dict[str, Any] | None = None
+    states: list[Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.x_T, Tensor) or not self.x_T.is_floating_point():
@@ -85,6 +95,14 @@ class Inversion:
             raise ValueError(f"x0 must be a tensor of x_T's shape {shape}")
         check_in_range(self.guidance, "guidance", 0.0, math.inf)
         check_in_range(self.eta, "eta", 0.0, 1.0, low_open=True)
+        if self.sampler is None:
+            edge = self.process_info.get("noise", {}).get("kind") == "edge"
+            own = {"sampler": "edge-posterior"} if edge else {"sampler": "ddim", "eta": self.eta}
+            object.__setattr__(self, "sampler", own | ({} if edge else {"clip_x0": None}))
+        if not isinstance(self.sampler, dict) or not isinstance(self.sampler.get("sampler"), str):
+            raise ValueError(f"sampler must be a {{'sampler': name, ...}} record: {self.sampler}")
+        if self.states is not None and len(self.states) != len(self.grid):
+            raise ValueError(f"states has {len(self.states)} entries for {len(self.grid)} steps")
 
     @property
     def steps(self) -> int:
@@ -163,6 +181,7 @@ def save_inversion(
     cond_kind = "dict" if isinstance(inv.cond, dict) else "none" if inv.cond is None else "tensor"
     record = {"guidance": inv.guidance, "eta": inv.eta, "zero_last": inv.zero_last}
     record |= {"steps": inv.steps, "cond": cond_kind, "process": inv.process_info}
+    record["sampler"] = inv.sampler
     record["trajectory"] = bool(trajectory and inv.xs is not None)
     meta = {"format": FORMAT, "version": VERSION, "record": json.dumps(record)}
     with atomic_path(path, overwrite=overwrite) as tmp:
@@ -190,7 +209,7 @@ def load_inversion(
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
                 raise ValueError("it carries no nidiff inversion metadata")
-            if meta.get("version") != VERSION:
+            if meta.get("version") not in READABLE:
                 raise ValueError(f"it has version {meta.get('version')!r}, expected {VERSION}")
             rec = json.loads(meta["record"])
             t = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iter)
@@ -212,6 +231,7 @@ def load_inversion(
             xs=xs,
             process_info=rec["process"],
             zero_last=bool(rec["zero_last"]),
+            sampler=rec.get("sampler"),
         )
     except Exception as err:  # safetensors raises its own error types on corrupt files
         raise ValueError(f"{path} is not a readable nidiff inversion file: {err}") from err

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 
 from .._checks import broadcast_shape, check_in_range
-from ..editing.result import EditResult
 from ..models.contract import Denoiser
 from ..process import Process
+from ..result import EditResult
 from ..samplers.transition import Transition
 from .edit_friendly import edit_friendly_regenerate
 from .io import Inversion

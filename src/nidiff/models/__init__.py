@@ -1,32 +1,48 @@
-"""Models: the contract ``out = model(x_t, t, cond)``, guidance, analytic oracles, and the
-adapters of diffusers networks (which import diffusers only when used), and Prompt-to-Prompt
-attention control of their UNets (:mod:`.attention`)."""
+"""Models: the contract ``out = model(x_t, t, cond)`` (:mod:`.contract`), what networks predict
+(:mod:`.prediction`), guidance, analytic oracles, the adapters of diffusers networks and
+Prompt-to-Prompt attention control of their UNets (:mod:`.attention`).
 
-from .attention import AttentionEdit, ControlledDenoiser, controlled_attention
-from .contract import (
-    ClassifierFreeGuidance,
-    Denoiser,
-    concat_cond,
-    time_per_sample,
-    with_guidance,
-)
-from .diffusers_unet import ConditionalUNetDenoiser, UNetDenoiser
-from .empirical import EmpiricalDenoiser
-from .gaussian import GaussianDenoiser
-from .stable_diffusion import StableDiffusion
+Names are imported on first use, so that ``import nidiff.models.contract`` (which the samplers
+do) loads neither the adapters nor the attention code.
+"""
 
-__all__ = [
-    "AttentionEdit",
-    "ClassifierFreeGuidance",
-    "ConditionalUNetDenoiser",
-    "ControlledDenoiser",
-    "Denoiser",
-    "EmpiricalDenoiser",
-    "GaussianDenoiser",
-    "StableDiffusion",
-    "UNetDenoiser",
-    "concat_cond",
-    "controlled_attention",
-    "time_per_sample",
-    "with_guidance",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "AttentionEdit": ".attention",
+    "ControlledDenoiser": ".attention",
+    "controlled_attention": ".attention",
+    "ClassifierFreeGuidance": ".contract",
+    "Denoiser": ".contract",
+    "concat_cond": ".contract",
+    "time_per_sample": ".contract",
+    "with_guidance": ".contract",
+    "ConditionalUNetDenoiser": ".diffusers_unet",
+    "UNetDenoiser": ".diffusers_unet",
+    "EmpiricalDenoiser": ".empirical",
+    "GaussianDenoiser": ".gaussian",
+    "Data": ".prediction",
+    "Epsilon": ".prediction",
+    "FlowVelocity": ".prediction",
+    "Prediction": ".prediction",
+    "ScaledNoise": ".prediction",
+    "VPrediction": ".prediction",
+    "StableDiffusion": ".stable_diffusion",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

@@ -36,7 +36,7 @@ from ..noise.base import NoiseModel
 from ..noise.diagonal import DiagonalNoise
 from ..noise.isotropic import IsotropicNoise
 from ..schedule.base import Schedule
-from .gaussian import check_sample_shape, is_edge_preserving, time_rows
+from .gaussian import check_sample_shape, time_rows
 
 __all__ = ["EmpiricalDenoiser"]
 
@@ -70,7 +70,7 @@ class EmpiricalDenoiser:
         check_finite(data, "data")
         self.noise = IsotropicNoise() if noise is None else noise
         self.schedule, self.chunk, self.dims = schedule, int(chunk), tuple(data.shape[1:])
-        self.edge = is_edge_preserving(self.noise)
+        self.edge = getattr(self.noise, "data_conditioned", False)
         self.data = data.to(torch.float64)  # (N, *dims)
         self.X = self.data.reshape(data.shape[0], -1)  # (N, D)
         self.std = None  # per-element std (1, D) when Σ is diagonal

@@ -44,11 +44,6 @@ from ..schedule.base import Schedule
 __all__ = ["GaussianDenoiser"]
 
 
-def is_edge_preserving(noise: Any) -> bool:
-    """Duck-typed test for the data-dependent edge-preserving noise (``.sigma`` and ``.at``)."""
-    return hasattr(noise, "sigma") and hasattr(noise, "at")
-
-
 def check_sample_shape(x_t: Tensor, dims: tuple[int, ...], name: str = "x_t") -> None:
     """Raise ``ValueError`` unless ``x_t`` is a floating ``(B, *dims)`` tensor."""
     if not isinstance(x_t, Tensor) or not x_t.is_floating_point():
@@ -90,7 +85,7 @@ class GaussianDenoiser:
         self, mean: Tensor, cov: Tensor, schedule: Schedule, noise: NoiseModel | None = None
     ):
         noise = IsotropicNoise() if noise is None else noise
-        if is_edge_preserving(noise):
+        if getattr(noise, "data_conditioned", False):
             raise ValueError(
                 "edge-preserving noise has no closed-form Gaussian posterior (its std depends on "
                 "x0, so x_t is not Gaussian); use EmpiricalDenoiser(samples, schedule, noise)"

@@ -14,9 +14,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
+
+from .._checks import as_time, expand_like
+
+if TYPE_CHECKING:
+    from ..models.prediction import Prediction
+    from ..schedule.base import Schedule
 
 __all__ = ["NoiseModel", "dense_covariance", "white_noise"]
 
@@ -43,7 +50,16 @@ class NoiseModel(ABC):
     Subclasses implement :meth:`color`, :meth:`whiten` and :meth:`apply`; identities that hold
     for every subclass (tested): ``whiten(color(z)) == z``, ``apply(x) == color(color(x))``, and
     the empirical covariance of :meth:`sample` approaches :math:`\Sigma`.
+
+    A noise model also says how it enters a process (:class:`~nidiff.process.Process` asks it):
+    :meth:`q_sample` (the forward marginal), :meth:`prior` and :meth:`native_prediction` (what its
+    networks predict). A *data-conditioned* model (:attr:`data_conditioned`, the edge-preserving
+    noise) has a :math:`\Sigma` that depends on :math:`x_0`; it overrides these three and has no
+    fixed ``color``/``whiten``.
     """
+
+    #: Whether :math:`\Sigma` depends on the clean data (then only its own posterior samples it).
+    data_conditioned: ClassVar[bool] = False
 
     @abstractmethod
     def color(self, z: Tensor) -> Tensor:
@@ -78,6 +94,30 @@ class NoiseModel(ABC):
         elif shape is not None and tuple(shape) != tuple(z.shape):
             raise ValueError(f"shape {tuple(shape)} disagrees with z of shape {tuple(z.shape)}")
         return self.color(z)
+
+    # ------------------------------------------------------------------ in a process
+    def q_sample(self, schedule: Schedule, x0: Tensor, t: float | Tensor, z: Tensor) -> Tensor:
+        r"""The forward marginal :math:`x_t = \alpha_t x_0 + \sigma_t\Sigma^{1/2}z` for white ``z``
+        of ``x0``'s shape (``t`` a scalar, ``(B,)`` or a per-element map)."""
+        if z.shape != x0.shape:
+            raise ValueError(f"z of shape {tuple(z.shape)} != x0 of shape {tuple(x0.shape)}")
+        a, b = schedule.coefficients(expand_like(as_time(t), x0))
+        a, b = a.to(dtype=x0.dtype, device=x0.device), b.to(dtype=x0.dtype, device=x0.device)
+        return a * x0 + b * self.color(z.to(dtype=x0.dtype, device=x0.device))
+
+    def prior(self, z: Tensor) -> Tensor:
+        r"""A draw of the prior per unit std, :math:`\Sigma^{1/2}z`."""
+        return self.color(z)
+
+    def native_prediction(self) -> Prediction:
+        r"""What networks of this noise predict by default: white :math:`\hat\varepsilon`."""
+        from ..models.prediction import Epsilon
+
+        return Epsilon()
+
+    def to_spec(self) -> dict[str, Any]:
+        """The JSON description of this noise (:mod:`nidiff.spec`)."""
+        raise ValueError(f"{type(self).__name__} cannot be serialised")
 
 
 def dense_covariance(noise: NoiseModel, shape: Sequence[int], dtype=torch.float64) -> Tensor:

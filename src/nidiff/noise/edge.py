@@ -19,8 +19,11 @@ of the process is isotropic and :math:`x_{t_{max}}` is the usual :math:`\mathcal
 Since the bracket is :math:`\ge 1`, :math:`\sigma_t \le \sqrt{1-\bar\alpha_t}` everywhere, with
 equality where :math:`G = 0` or :math:`\tau = 1`. The network is trained to predict the
 *scaled* noise :math:`\sigma_t\odot\varepsilon` (EP eq. 15; :meth:`EdgePreservingNoise.forward`).
-:class:`EdgePreservingNoise` is data-conditioned, so it is not a
-:class:`~nidiff.noise.base.NoiseModel`; its :meth:`~EdgePreservingNoise.at` is one (diagonal).
+:class:`EdgePreservingNoise` is a *data-conditioned* :class:`~nidiff.noise.base.NoiseModel`:
+:math:`\Sigma` depends on :math:`x_0`, so it has no fixed ``color``/``whiten`` (its
+:meth:`~EdgePreservingNoise.at` gives the diagonal model of one :math:`x_0` and ``t``), its
+process is sampled only by its own posterior (:class:`~nidiff.samplers.edge.EdgePosterior`), and
+its networks predict the scaled noise (:class:`~nidiff.models.prediction.ScaledNoise`).
 
 Paper settings: pixel space, T = 500 (AFHQ-Cat 750), linear τ with :math:`t_\Phi = 0.5`; FID at
 128² (CelebA / Church / Cat): DDPM 28.17 / 31.00 / 17.60, EP 26.15 / 23.17 / 13.06.
@@ -37,7 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import as_time, broadcast_shape, check_all, check_finite, check_in_range, expand_like
-from ..schedule.base import Schedule
+from ..schedule.alpha_bar import AlphaBarSchedule
+from .base import NoiseModel
 from .diagonal import DiagonalNoise
 
 __all__ = ["CosineTau", "EdgePreservingNoise", "LinearTau", "SigmoidTau", "SobelEdges"]
@@ -195,8 +199,9 @@ def all_cpu(v: Tensor, value: float) -> bool:
     return v.device.type == "cpu" and bool((v == value).all())
 
 
-class EdgePreservingNoise:
-    r"""The EP forward process (EP eq. 11) on a :class:`~nidiff.schedule.base.Schedule`.
+class EdgePreservingNoise(NoiseModel):
+    r"""The EP forward process (EP eq. 11) on a variance-preserving schedule
+    (:class:`~nidiff.schedule.AlphaBarSchedule`).
 
     Args:
         schedule: gives :math:`\bar\alpha_t` and ``t_max``.
@@ -220,14 +225,17 @@ class EdgePreservingNoise:
 
     def __init__(
         self,
-        schedule: Schedule,
+        schedule: AlphaBarSchedule,
         lambda_min: float = 1e-4,
         lambda_max: float = 1e-1,
         tau: TauFn = _DEFAULT_TAU,
         edges: EdgeFn = _DEFAULT_EDGES,
     ):
-        if not isinstance(schedule, Schedule):
-            raise ValueError(f"schedule must be a nidiff Schedule, got {type(schedule).__name__}")
+        if not isinstance(schedule, AlphaBarSchedule):
+            raise ValueError(
+                "edge-preserving noise (EP eq. 11) needs a variance-preserving schedule "
+                f"(DiscreteSchedule or VPSchedule), got {type(schedule).__name__}"
+            )
         lo, hi = float(lambda_min), float(lambda_max)
         if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 < lo <= hi):
             raise ValueError(f"need 0 < lambda_min <= lambda_max, got {lambda_min=}, {lambda_max=}")
@@ -373,6 +381,39 @@ class EdgePreservingNoise:
             else a * x0.to(cd) + target
         )
         return x_t.to(x0.dtype), target.to(x0.dtype)
+
+    # ------------------------------------------------------------------ as a noise model
+    data_conditioned = True
+
+    def _no_fixed_sigma(self, op: str) -> Tensor:
+        raise ValueError(
+            f"edge-preserving noise has no fixed covariance to {op} (it depends on x0): use "
+            ".at(x0, t) for the diagonal model of one image and time"
+        )
+
+    def color(self, z: Tensor) -> Tensor:
+        return self._no_fixed_sigma("color with")
+
+    def whiten(self, x: Tensor) -> Tensor:
+        return self._no_fixed_sigma("whiten with")
+
+    def apply(self, x: Tensor) -> Tensor:
+        return self._no_fixed_sigma("apply")
+
+    def q_sample(self, schedule, x0: Tensor, t: float | Tensor, z: Tensor) -> Tensor:
+        r"""EP eq. 11, :math:`\sqrt{\bar\alpha_t}x_0 + \sigma_t(x_0)\odot z`, on this noise's own
+        schedule (a :class:`~nidiff.process.Process` checks once that ``schedule`` is it)."""
+        return self.forward(x0, t, z)[0]
+
+    def prior(self, z: Tensor) -> Tensor:
+        r""":math:`x_T = z`: the process is isotropic at ``t_max`` (:math:`\tau(1) = 1`)."""
+        return z
+
+    def native_prediction(self):
+        r"""EP networks predict :math:`\sigma_t\odot\varepsilon` (EP eq. 15)."""
+        from ..models.prediction import ScaledNoise
+
+        return ScaledNoise()
 
     def __repr__(self) -> str:
         return (

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from ..noise.edge import EdgePreservingNoise, all_cpu, compute_dtype, time_coef
 from ..noise.isotropic import IsotropicNoise
+from .rule import OneEvaluation
 from .transition import Transition, all_zero
 
 __all__ = ["EdgePosterior", "edge_posterior_terms"]
@@ -80,7 +81,7 @@ def edge_posterior_terms(
 
 
 @dataclass(frozen=True)
-class EdgePosterior:
+class EdgePosterior(OneEvaluation):
     r"""Step rule for edge-preserving models (EP eq. 12–14): ``transition(x_t, out, t, t_prev)``.
 
     Args:
@@ -92,6 +93,9 @@ class EdgePosterior:
     """
 
     noise: EdgePreservingNoise
+
+    #: Every step that does not land on clean data draws noise.
+    stochastic = True
 
     def transition(
         self, x_t: Tensor, out: Tensor, t: float | Tensor, t_prev: float | Tensor

@@ -16,14 +16,16 @@ from __future__ import annotations
 from torch import Tensor
 
 from .._checks import as_time, check_finite, expand_like
+from ..models.prediction import Coefficients
 from ..noise.base import NoiseModel
 from ..schedule.base import Schedule
 
-__all__ = ["coefficients_like", "predict_x0", "q_sample"]
+__all__ = ["coefficients_at", "coefficients_like", "predict_x0", "q_sample"]
 
 
 def coefficients_like(schedule: Schedule, t: float | Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    r""":math:`(\sqrt{\bar\alpha_t}, \sqrt{1-\bar\alpha_t})` broadcast against ``x`` ``(B, *dims)``.
+    r""":math:`(\alpha_t, \sigma_t)` (:math:`(\sqrt{\bar\alpha_t}, \sqrt{1-\bar\alpha_t})` for VP)
+    broadcast against ``x`` ``(B, *dims)``.
 
     Computed in float64, then cast to ``x``'s dtype and device. Shapes: ``()``, ``(B, 1, ..., 1)``
     or the per-element map's shape, each broadcastable to ``x``.
@@ -33,14 +35,30 @@ def coefficients_like(schedule: Schedule, t: float | Tensor, x: Tensor) -> tuple
     return a.to(dtype=x.dtype, device=x.device), b.to(dtype=x.dtype, device=x.device)
 
 
+def coefficients_at(
+    schedule: Schedule, t: float | Tensor, x: Tensor, *, velocity: bool = False
+) -> Coefficients:
+    r""":math:`(\alpha_t, \sigma_t)` and, with ``velocity``, :math:`(\dot\alpha_t, \dot\sigma_t)`
+    as :class:`~nidiff.models.prediction.Coefficients` ready for arithmetic with ``x`` (float64
+    values cast to ``x``'s dtype and device, broadcastable to it)."""
+    tt = expand_like(as_time(t), x)
+    a, b = schedule.coefficients(tt)
+    cast = {"dtype": x.dtype, "device": x.device}
+    if not velocity:
+        return Coefficients(a.to(**cast), b.to(**cast))
+    da, db = schedule.velocity_coefficients(tt)
+    return Coefficients(a.to(**cast), b.to(**cast), da.to(**cast), db.to(**cast))
+
+
 def q_sample(
     schedule: Schedule, noise: NoiseModel, x0: Tensor, t: float | Tensor, z: Tensor
 ) -> Tensor:
-    r"""Noise ``x0`` to time ``t``:
-    :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\Sigma^{1/2}z`.
+    r"""Noise ``x0`` to time ``t``: :math:`x_t = \alpha_t x_0 + \sigma_t\Sigma^{1/2}z`
+    (:meth:`NoiseModel.q_sample <nidiff.noise.base.NoiseModel.q_sample>`; EP eq. 11 for the
+    data-conditioned edge-preserving noise).
 
     Args:
-        schedule: the schedule giving :math:`\bar\alpha_t`.
+        schedule: the schedule giving :math:`(\alpha_t, \sigma_t)`.
         noise: the noise model :math:`\Sigma`.
         x0: clean data ``(B, *dims)``.
         t: time(s), scalar, ``(B,)`` or a per-element map.
@@ -49,10 +67,7 @@ def q_sample(
     Returns:
         :math:`x_t`, shape and dtype of ``x0``.
     """
-    if z.shape != x0.shape:
-        raise ValueError(f"z of shape {tuple(z.shape)} != x0 of shape {tuple(x0.shape)}")
-    a, b = coefficients_like(schedule, t, x0)
-    return a * x0 + b * noise.color(z.to(dtype=x0.dtype, device=x0.device))
+    return noise.q_sample(schedule, x0, t, z)
 
 
 def predict_x0(

@@ -2,10 +2,13 @@ r"""The one driver loop every sampler shares.
 
 For each step ``i`` of an explicit :class:`~nidiff.schedule.TimeGrid` (noisiest first)::
 
-    out     = model(x, t_i, cond)                       # one function evaluation
-    tr      = rule.transition(x, out, t_i, t_prev_i)    # a Gaussian N(mean, std² Σ)
-    x_prev  = tr.sample(z_i)                            # mean + std · Σ^{1/2} z_i
-    x_prev  = callback(StepInfo(...)) or x_prev         # optional replacement (NGDM, ILVR)
+    tr      = rule.step(evaluate, x, t_i, t_prev_i, state)  # model calls; N(mean, std² Σ)
+    x_prev  = tr.sample(z_i)                                # mean + std · Σ^{1/2} z_i
+    x_prev  = callback(StepInfo(...)) or x_prev             # optional replacement (NGDM)
+    state   = tr.state                                      # a multistep solver's history
+
+``evaluate(x, t) = model(x, t, cond)`` is one function evaluation; most rules call it once per
+step (Heun twice).
 
 The white noise ``z_i`` comes from the caller (a generator or recorded tensors) and is returned in
 :class:`SampleResult`, so every run can be replayed bit for bit. The loop keeps no state between
@@ -27,20 +30,29 @@ from .._checks import deferred_finite_checks
 from ..models.contract import Denoiser
 from ..noise.base import white_noise
 from ..schedule.grid import TimeGrid
+from .rule import Evaluate
 from .transition import Transition
 
-__all__ = ["SampleResult", "StepInfo", "StepRule", "sample"]
+__all__ = ["CountedModel", "SampleResult", "StepInfo", "StepRule", "sample"]
 
 
 @runtime_checkable
 class StepRule(Protocol):
-    """A sampler step: ``transition(x_t, out, t, t_prev) -> Transition`` (arguments positional).
+    """A sampler step: ``step(evaluate, x_t, t, t_prev, state) -> Transition`` (positional; see
+    :mod:`nidiff.samplers.rule`), and whether its steps draw noise (``stochastic``).
 
-    ``out`` is the model output for ``(x_t, t)``; ``t`` and ``t_prev`` are float64 times.
-    Implementations: :class:`~.ddim.DDIM`, :class:`~.ddim.DDPM`, :class:`~.edge.EdgePosterior`.
+    ``t`` and ``t_prev`` are float64 times; ``state`` is the previous step's
+    ``Transition.state`` (``None`` first). Implementations: :class:`~.ddim.DDIM`,
+    :class:`~.ddim.DDPM`, :class:`~.edge.EdgePosterior`, the solvers of :mod:`nidiff.samplers`
+    (the registry :data:`~nidiff.samplers.registry.SAMPLERS` names them all).
     """
 
-    def transition(self, x_t: Tensor, out: Tensor, t: Tensor, t_prev: Tensor, /) -> Transition: ...
+    @property
+    def stochastic(self) -> bool: ...
+
+    def step(
+        self, evaluate: Evaluate, x_t: Tensor, t: Tensor, t_prev: Tensor, state: Any, /
+    ) -> Transition: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,14 +144,13 @@ def sample(
     if not isinstance(x_T, Tensor) or not x_T.is_floating_point():
         raise ValueError("x_T must be a floating-point tensor of shape (B, *dims)")
     replay = _replay_list(noise, len(grid))
-    t_dtype = torch.promote_types(x_T.dtype, torch.float32)
-    x, zs, nfe = x_T, [], 0
+    evaluate = CountedModel(model, cond, x_T.dtype)
+    x, zs, state = x_T, [], None
     with deferred_finite_checks() as checks:  # one device read for all steps, at the end
         for i, (t, t_prev) in enumerate(grid):
             checks.step = i
-            out = model(x, t.to(device=x.device, dtype=t_dtype), cond)
-            nfe += 1
-            tr = rule.transition(x, out, t, t_prev)
+            tr = rule.step(evaluate, x, t, t_prev, state)
+            state = tr.state
             z = None if tr.is_deterministic else _white(i, noise, replay, x)
             x_prev = tr.sample(z)
             if callback is not None:
@@ -153,7 +164,24 @@ def sample(
                     x_prev = replaced
             zs.append(z)
             x = x_prev
-    return SampleResult(x0=x, zs=zs, nfe=nfe)
+    return SampleResult(x0=x, zs=zs, nfe=evaluate.calls)
+
+
+class CountedModel:
+    """``evaluate(x, t) = model(x, t, cond)`` for step rules, counting the calls.
+
+    The model sees ``t`` as a 0-d tensor on ``x``'s device in ``dtype`` promoted to at least
+    float32 (integer times stay exact for half-precision models); the rule keeps the exact
+    float64 grid time.
+    """
+
+    def __init__(self, model: Denoiser, cond: Any, dtype: torch.dtype):
+        self.model, self.cond, self.calls = model, cond, 0
+        self.t_dtype = torch.promote_types(dtype, torch.float32)
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        self.calls += 1
+        return self.model(x, t.to(device=x.device, dtype=self.t_dtype), self.cond)
 
 
 def _replay_list(noise: NoiseSource, n: int) -> list[Tensor | None] | None:

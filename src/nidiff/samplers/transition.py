@@ -9,6 +9,7 @@ injected white ``z``; edit-friendly inversion solves the same equation for ``z``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,6 +42,8 @@ class Transition:
         deterministic: whether ``std`` is ``0`` everywhere. The step rules set it from what they
             know on the host (the times, :math:`\eta`), because reading ``std`` back from an
             accelerator would stall every step; ``None`` (a hand-built step) reads ``std``.
+        state: what the next step of the same rule needs from this one (a multistep solver's
+            history, :mod:`nidiff.samplers.rule`); ``None`` for one-step rules.
     """
 
     mean: Tensor
@@ -49,6 +52,7 @@ class Transition:
     x0_hat: Tensor
     eps_hat: Tensor
     deterministic: bool | None = None
+    state: Any = None
 
     @property
     def is_deterministic(self) -> bool:

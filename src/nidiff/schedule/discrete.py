@@ -16,12 +16,12 @@ import torch
 from torch import Tensor
 
 from .._checks import check_finite
-from .base import Schedule
+from .alpha_bar import AlphaBarSchedule
 
 __all__ = ["DiscreteSchedule"]
 
 
-class DiscreteSchedule(Schedule):
+class DiscreteSchedule(AlphaBarSchedule):
     r"""A DDPM schedule of ``T`` steps given by its betas :math:`\beta_1..\beta_T`.
 
     Build it with :meth:`linear` (Ho et al., 1e-4 → 0.02), :meth:`scaled_linear` (Stable

@@ -10,12 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Schedule
+from .alpha_bar import AlphaBarSchedule
 
 __all__ = ["VPSchedule"]
 
 
-class VPSchedule(Schedule):
+class VPSchedule(AlphaBarSchedule):
     r"""Linear VP SDE schedule, :math:`\beta_{\min} = 0.1`, :math:`\beta_{\max} = 20` by default."""
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
@@ -28,6 +28,18 @@ class VPSchedule(Schedule):
     def beta(self, t: float | Tensor) -> Tensor:
         r""":math:`\beta(t)`, elementwise."""
         return self.beta_min + self.check_time(t) * (self.beta_max - self.beta_min)
+
+    def velocity_coefficients(self, t: float | Tensor) -> tuple[Tensor, Tensor]:
+        r""":math:`\dot\alpha = -\tfrac12\beta\alpha`,
+        :math:`\dot\sigma = \tfrac12\beta\bar\alpha/\sigma` (infinite at ``t = 0``)."""
+        beta = self.beta(t)
+        alpha, sigma = self.coefficients(t)
+        return -0.5 * beta * alpha, 0.5 * beta * alpha * alpha / sigma
+
+    def drift_diffusion(self, t: float | Tensor) -> tuple[Tensor, Tensor]:
+        r"""The VP SDE (NGDM eq. 2): :math:`f = -\tfrac12\beta(t)`, :math:`g^2 = \beta(t)`."""
+        beta = self.beta(t)
+        return -0.5 * beta, beta
 
     def _log_alpha_bar(self, t: Tensor) -> Tensor:
         return -(self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t * t)

@@ -1,4 +1,5 @@
-"""The typed result every editing method returns."""
+"""The typed result every editing and inversion method returns (here, so that both
+:mod:`nidiff.editing` and :mod:`nidiff.inversion` import it without importing each other)."""
 
 from __future__ import annotations
 
