@@ -202,7 +202,9 @@ def test_batch_folder_and_bad_rows(csv_rows):
        "--out", out)  # fmt: skip
     assert len(list(out.glob("*-sdedit-coat.png"))) == 2
     csv_rows.write_text("sneaker-0.png,sneaker,sandal\nshirt-0.png,shirt,spaceship\n")
-    bad("edit", csv_rows, "--out", csv_rows.parent / "none", match="spaceship")
+    r = bad("edit", csv_rows, "--on-error", "stop", "--out", csv_rows.parent / "none",
+            match="row 2")  # fmt: skip
+    assert "spaceship" in r.stderr
     assert not (csv_rows.parent / "none").exists()  # every row is checked before any is written
 
 

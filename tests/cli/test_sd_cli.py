@@ -209,7 +209,7 @@ def test_batch_csv_of_prompts_with_p2p(work, tmp_path):
     rows.write_text(f"image,source,target\na.png,{SOURCE},{TARGET}\nb.png,{SOURCE},a tiger\n")
     out = tmp_path / "edits"
     bad("edit", rows, "--model", work / "pipeline", "--method", "p2p", *FAST, "--out", out,
-        match="same number of words", out=out)  # fmt: skip
+        "--on-error", "stop", match="same number of words", out=out)  # fmt: skip
     assert not out.exists()  # every row is checked before any is written
     tiger = "a photo of a tiger"
     rows.write_text(f"image,source,target\na.png,{SOURCE},{TARGET}\nb.png,{SOURCE},{tiger}\n")

@@ -1,15 +1,46 @@
-"""Batch mode of ``nidiff edit``: rows from a folder or a CSV file, output names, sharding."""
+"""Batch mode of ``nidiff edit``: rows from a folder or a CSV file, output names, sharding, and
+running the rows (a bad row is skipped and reported, or stops the batch: ``--on-error``)."""
 
 from __future__ import annotations
 
 import csv
 import os
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
-from .common import InputError
+import click
 
-__all__ = ["Row", "is_batch", "read_rows", "shard_of_env"]
+from .._io import clean_stale
+from .common import InputError, record_path
+
+__all__ = [
+    "ROW_ERRORS",
+    "Row",
+    "is_batch",
+    "on_error_option",
+    "read_rows",
+    "report_failures",
+    "run_rows",
+    "shard_of_env",
+]
+
+T = TypeVar("T")
+#: What one row's bad input raises (an unreadable or too large image, an unknown class, ...):
+#: the row fails, the batch goes on (``--on-error skip``). Anything else is an internal error.
+ROW_ERRORS = (click.ClickException, ValueError, FileNotFoundError, FileExistsError)
+
+#: ``--on-error``: what a row that cannot be edited does to the batch.
+on_error_option = click.option(
+    "--on-error",
+    type=click.Choice(["skip", "stop"]),
+    default="skip",
+    show_default=True,
+    help="batch mode: skip a row that cannot be edited (unreadable image, unknown class, ...) and "
+    "list the failed rows at the end (exit 1), or stop before anything is written (exit 2)",
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -86,3 +117,64 @@ def shard_of_env() -> tuple[int, int]:
     if world < 1 or not 0 <= rank < world:
         raise InputError(f"RANK={rank} must be in [0, WORLD_SIZE={world})")
     return rank, world
+
+
+def _message(err: BaseException) -> str:
+    text = err.format_message() if isinstance(err, click.ClickException) else str(err)
+    return " ".join(text.split())
+
+
+def run_rows(
+    rows: Sequence[Row],
+    prepare: Callable[[Row], T],
+    edit: Callable[[Row, T], Any],
+    *,
+    on_error: str,
+    label: str,
+) -> tuple[int, list[tuple[Row, str]]]:
+    """Check every row with ``prepare`` (read its image, resolve its classes) before editing
+    any, then ``edit`` them; returns ``(rows edited, [(failed row, message), ...])``.
+
+    With ``on_error="stop"`` the first bad row is exit 2 (naming the row) and, if found while
+    checking, nothing is written; with ``"skip"`` bad rows are collected and the rest edited.
+    Temporaries that killed runs left for these rows' outputs are removed before editing.
+    """
+    if on_error not in ("skip", "stop"):
+        raise ValueError(f"on_error={on_error!r} must be 'skip' or 'stop'")
+    failures: list[tuple[Row, str]] = []
+
+    def failed(r: Row, err: BaseException) -> None:
+        if on_error == "stop":
+            raise InputError(f"row {r.index + 1} ({r.image}): {_message(err)}") from err
+        failures.append((r, _message(err)))
+
+    work: list[tuple[Row, T]] = []
+    for r in rows:
+        try:
+            work.append((r, prepare(r)))
+        except ROW_ERRORS as err:
+            failed(r, err)
+    outputs: dict[Path, set[str]] = {}
+    for r, _ in work:
+        outputs.setdefault(r.out.parent, set()).update({r.out.name, record_path(r.out).name})
+    for folder, names in outputs.items():
+        clean_stale(folder, names)
+    edited = 0
+    with click.progressbar(work, label=label, file=sys.stderr) as bar:
+        for r, item in bar:
+            try:
+                edit(r, item)
+                edited += 1
+            except ROW_ERRORS as err:
+                failed(r, err)
+    return edited, failures
+
+
+def report_failures(failures: Sequence[tuple[Row, str]], total: int) -> None:
+    """List the failed rows on stderr and exit 1; nothing if every row succeeded."""
+    if not failures:
+        return
+    click.echo(f"Error: {len(failures)} of {total} rows failed (a re-run retries them):", err=True)
+    for r, message in sorted(failures, key=lambda f: f[0].index):
+        click.echo(f"  row {r.index + 1} ({r.image}): {message}", err=True)
+    raise click.exceptions.Exit(1)

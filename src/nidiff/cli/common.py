@@ -8,6 +8,7 @@ traceback), ``1`` internal errors.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
@@ -17,12 +18,16 @@ from typing import Any
 import click
 import torch
 
-from .._io import write_json
+from .._io import check_writable, write_json
 from ..bundled import MODELS
 
 __all__ = [
+    "GUIDANCE",
+    "SEED",
+    "FiniteFloatRange",
     "InputError",
     "check_image_file",
+    "check_image_output",
     "check_outputs",
     "class_conditions",
     "device_option",
@@ -74,13 +79,33 @@ def model_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A :class:`click.FloatRange` that also refuses ``nan`` (which compares false with every
+    bound, so a plain range lets it through), naming the option and the range."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if isinstance(rv, float) and not math.isfinite(rv):
+            self.fail(
+                f"{value!r} is not a number in the range {self._describe_range()}.", param, ctx
+            )
+        return rv
+
+
+#: ``--seed``: what ``torch.Generator.manual_seed`` takes, with room for batch mode's row offsets.
+SEED = click.IntRange(0, 2**63 - 1)
+#: A classifier-free guidance scale: ``0`` (unconditional) to ``100``; the papers use 1–15, and
+#: far larger scales only overflow the guided prediction.
+GUIDANCE = FiniteFloatRange(0, 100)
+
+
 def seed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--seed",
-        type=int,
+        type=SEED,
         default=0,
         show_default=True,
-        help="seed of the one torch.Generator every random draw comes from",
+        help="seed of the one torch.Generator every random draw comes from (0 to 2**63 - 1)",
     )(fn)
 
 
@@ -95,17 +120,15 @@ steps_option = click.option(
 
 
 def guidance_option(default: float, help: str) -> Callable[..., Any]:
-    """``--guidance``: a classifier-free guidance scale ``>= 0``."""
-    return click.option(
-        "--guidance", type=click.FloatRange(min=0), default=default, show_default=True, help=help
-    )
+    """``--guidance``: a classifier-free guidance scale in ``[0, 100]`` (:data:`GUIDANCE`)."""
+    return click.option("--guidance", type=GUIDANCE, default=default, show_default=True, help=help)
 
 
 def eta_option(help: str, *, min_open: bool = False) -> Callable[..., Any]:
     """``--eta``: the stochasticity η of the steps, in [0, 1] (``(0, 1]`` with ``min_open``)."""
     return click.option(
         "--eta",
-        type=click.FloatRange(0, 1, min_open=min_open),
+        type=FiniteFloatRange(0, 1, min_open=min_open),
         default=1.0,
         show_default=True,
         help=help,
@@ -181,16 +204,27 @@ def option_given(name: str) -> bool:
 
 
 def check_image_file(path: Path) -> tuple[int, int]:
-    """The ``(width, height)`` of an image file; a missing or unreadable file is exit 2."""
-    from PIL import Image, UnidentifiedImageError
+    """The ``(width, height)`` of an image file from its header; a missing, unreadable or too
+    large file (:data:`nidiff.imageio.MAX_PIXELS`, decompression bombs) is exit 2."""
+    from ..imageio import image_size
 
-    if not path.is_file():
-        raise InputError(f"image file {path} does not exist")
     try:
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise InputError(f"{path} is not a readable image file ({err})") from err
+        return image_size(path)
+    except (ValueError, FileNotFoundError) as err:
+        raise InputError(str(err)) from err
+
+
+def check_image_output(path: Path | None, option: str = "--out") -> None:
+    """Refuse, before any work, an image output whose extension names no format nidiff writes
+    (:data:`nidiff.imageio.OUTPUT_FORMATS`)."""
+    from ..imageio import output_format
+
+    if path is None:
+        return
+    try:
+        output_format(path)
+    except ValueError as err:
+        raise InputError(f"{option} {err}") from err
 
 
 def class_conditions(model: Any, *names: str | None) -> list[torch.Tensor | None]:
@@ -234,7 +268,8 @@ def class_conditions(model: Any, *names: str | None) -> list[torch.Tensor | None
 def check_outputs(
     outputs: Iterable[Path | None], inputs: Iterable[Path | None], overwrite: bool
 ) -> None:
-    """Refuse outputs that are inputs, repeat each other, or exist (unless ``overwrite``)."""
+    """Refuse outputs that are inputs, repeat each other, exist (unless ``overwrite``) or
+    cannot be written (checked now, before any work, by creating a file where they go)."""
     outs = [p for p in outputs if p is not None]
     ins = {p.resolve() for p in inputs if p is not None}
     seen: set[Path] = set()
@@ -249,6 +284,14 @@ def check_outputs(
             raise InputError(f"output {p} is a directory")
         if p.exists() and not overwrite:
             raise InputError(f"{p} exists; pass --overwrite to replace it")
+    probed: set[Path] = set()
+    for p in outs:  # one probe per folder
+        if p.resolve().parent not in probed:
+            probed.add(p.resolve().parent)
+            try:
+                check_writable(p)
+            except PermissionError as err:
+                raise InputError(str(err)) from err
 
 
 def record_path(out: Path) -> Path:

@@ -3,16 +3,17 @@ method (the methods' table is :data:`nidiff.cli.methods.METHODS`)."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .batch import is_batch, read_rows, shard_of_env
+from .batch import is_batch, on_error_option, read_rows, report_failures, run_rows, shard_of_env
 from .common import (
+    GUIDANCE,
     InputError,
+    check_image_output,
     check_outputs,
     device_options,
     eta_option,
@@ -75,7 +76,7 @@ _SD_EF = (
 )
 @click.option(
     "--source-guidance",
-    type=click.FloatRange(min=0),
+    type=GUIDANCE,
     default=1.0,
     show_default=True,
     help="guidance scale of the inversion (ef, ngdm-ef, ddim, cycle; Stable Diffusion ef: 3.5)",
@@ -166,13 +167,14 @@ _SD_EF = (
     type=click.Path(path_type=Path),
     default=None,
     show_default="IMAGE-METHOD.png here; batch: the folder edits",
-    help="edited image (PNG; batch: a folder); the record goes to OUT.json",
+    help="edited image, format from the extension (.png, .jpg, .webp, .bmp, .tif; batch: a "
+    "folder of PNGs); the record goes to OUT.json",
 )
 @click.option(
     "--save-map",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="write the λ map (ngdm, ngdm-ef) or mask (diffedit) as grey PNG (Stable Diffusion: "
+    help="write the λ map (ngdm, ngdm-ef) or mask (diffedit) as a grey image (Stable Diffusion: "
     "at latent resolution)",
 )
 @click.option(
@@ -182,6 +184,7 @@ _SD_EF = (
     show_default=True,
     help="resize an image of another size (centre crop + bicubic); implied for Stable Diffusion",
 )
+@on_error_option
 @overwrite_option
 @input_errors
 def edit(
@@ -212,6 +215,7 @@ def edit(
     out: Path | None,
     save_map: Path | None,
     resize: bool,
+    on_error: str,
     overwrite: bool,
 ) -> None:
     """Edit IMAGE from SOURCE into TARGET; writes OUT and OUT.json.
@@ -245,11 +249,15 @@ def edit(
             raise InputError("--save-map is for one image; batch mode has no map outputs")
         folder = Path("edits") if out is None else out
         rows = read_rows(image, source, target, folder, method)
-        _run_batch(rows, folder, method, model, load, seed, resize, overwrite, given, started)
+        _run_batch(rows, folder, method, model, load, (seed, resize, overwrite, on_error), given)
         return
     if source is None or target is None:
         raise InputError("--source and --target are required for a single image")
+    if option_given("on_error"):
+        raise InputError("--on-error applies to batch mode (IMAGE a folder or a CSV file)")
     out = out if out is not None else Path(f"{image.stem}-{method}.png")
+    check_image_output(out)
+    check_image_output(save_map, "--save-map")
     check_outputs([out, record_path(out), save_map], [image], overwrite)
     m = load_cli_model(model, **load)
     opts = resolve_options(m, method, given)
@@ -323,8 +331,12 @@ def _edit_one(m, x0, conds, out, save_map, method, seed, opts, started, row) -> 
     return res.nfe + extra_nfe
 
 
-def _run_batch(rows, folder, method, model, load, seed, resize, overwrite, given, started) -> None:
-    """Edit this process's shard of ``rows``; inputs and conditions are all checked first."""
+def _run_batch(rows, folder, method, model, load, run, given) -> None:
+    """Edit this process's shard of ``rows``; every row is checked before any is edited, a bad
+    one skipped and reported (exit 1) or stopping the batch (``--on-error``, :func:`run_rows`).
+
+    ``run`` is ``(seed, resize, overwrite, on_error)``."""
+    seed, resize, overwrite, on_error = run
     rank, world = shard_of_env()
     # a row is done once its record (written last) exists
     mine = [r for r in rows[rank::world] if overwrite or not record_path(r.out).exists()]
@@ -333,22 +345,18 @@ def _run_batch(rows, folder, method, model, load, seed, resize, overwrite, given
     m = load_cli_model(model, **load)
     opts = resolve_options(m, method, given)
     _check_model(m, method)
-    work = []
-    for r in mine:  # validate every row before writing anything
+
+    def prepare(r):
         check_method(m, method, r.source, r.target, **opts)
         x0 = m.load_image(r.image, resize)
-        work.append((r, x0, (r.source, r.target, *m.conditions(r.source, r.target))))
+        return x0, (r.source, r.target, *m.conditions(r.source, r.target))
+
+    def edit_row(r, item):
+        row = {"index": r.index, "image": str(r.image), "source": r.source, "target": r.target,
+               "rank": rank, "world_size": world}  # fmt: skip
+        _edit_one(m, *item, r.out, None, method, seed + r.index, opts, time.perf_counter(), row)
+
     label = f"edit {method} (rank {rank}/{world}, {done} done before)"
-    with click.progressbar(work, label=label, file=sys.stderr) as bar:
-        for r, x0, conds in bar:
-            row = {
-                "index": r.index,
-                "image": str(r.image),
-                "source": r.source,
-                "target": r.target,
-                "rank": rank,
-                "world_size": world,
-            }
-            _edit_one(m, x0, conds, r.out, None, method, seed + r.index, opts,
-                      time.perf_counter(), row)  # fmt: skip
-    click.echo(f"wrote {len(work)} edits to {folder} ({done} already there)")
+    edited, failures = run_rows(mine, prepare, edit_row, on_error=on_error, label=label)
+    click.echo(f"wrote {edited} edits to {folder} ({done} already there)")
+    report_failures(failures, len(mine))

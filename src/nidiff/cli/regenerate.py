@@ -11,7 +11,9 @@ import click
 
 from ..bundled import MODELS
 from .common import (
+    GUIDANCE,
     InputError,
+    check_image_output,
     check_outputs,
     device_options,
     input_errors,
@@ -38,8 +40,41 @@ def _shift(value: str | None) -> tuple[int, int] | None:
     try:
         dx, dy = (int(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not DX,DY (two integers)") from None
+        raise InputError(
+            f"--shift {value!r}: expected DX,DY, two integers (columns right, rows down; "
+            "negative moves left/up), e.g. --shift 2,-1"
+        ) from None
     return dx, dy
+
+
+#: The first bytes of the image files a user may give in place of an inversion.
+_IMAGE_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"BM": "a BMP image",
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
+    b"RIFF": "a WebP image",
+}
+
+
+def _check_inversion_file(path: Path) -> None:
+    """Refuse a file that is not a safetensors file at all (an image, text) with a message that
+    names the argument and what it takes, where the safetensors parser says "header too large"."""
+    if not path.is_file():
+        raise InputError(f"inversion file {path} does not exist")
+    with path.open("rb") as f:
+        head = f.read(9)
+    what = next((name for magic, name in _IMAGE_MAGIC.items() if head.startswith(magic)), None)
+    size = path.stat().st_size
+    declared = int.from_bytes(head[:8], "little") if len(head) == 9 else -1
+    if what is None and 0 < declared <= size - 8 and head[8:9] == b"{":
+        return  # a safetensors header; load_inversion checks the rest
+    raise InputError(
+        f"INVERSION {path} is not a readable nidiff inversion ({what or 'not a safetensors file'}"
+        "): give the .safetensors file written by `nidiff invert IMAGE -s SOURCE --out FILE`"
+    )
 
 
 @click.command("regenerate")
@@ -49,7 +84,8 @@ def _shift(value: str | None) -> tuple[int, int] | None:
     "-o",
     type=click.Path(path_type=Path, dir_okay=False),
     required=True,
-    help="regenerated image (PNG); the record goes to OUT.json",
+    help="regenerated image (format from the extension: .png, .jpg, .webp, .bmp, .tif); the "
+    "record goes to OUT.json",
 )
 @click.option(
     "--target",
@@ -77,7 +113,7 @@ def _shift(value: str | None) -> tuple[int, int] | None:
 )
 @click.option(
     "--guidance",
-    type=click.FloatRange(min=0),
+    type=GUIDANCE,
     default=None,
     show_default="the inversion's",
     help="classifier-free guidance scale",
@@ -165,9 +201,9 @@ def regenerate(
     if manipulated and skip:
         raise InputError(f"--shift/--flip replace x_T, so they need --skip 0 (got {skip})")
     inputs = [inversion, record_path(inversion), color_mask, color_file]
+    check_image_output(out)
     check_outputs([out, record_path(out)], inputs, overwrite)
-    if not inversion.is_file():
-        raise InputError(f"inversion file {inversion} does not exist")
+    _check_inversion_file(inversion)
     model = _model_of(inversion) if model is None else model
     m = load_cli_model(model, device=device, dtype=dtype)
     inv = load_inversion(inversion, process=m.process, device=str(m.device))

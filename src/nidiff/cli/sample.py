@@ -1,4 +1,4 @@
-"""``nidiff sample``: draw samples from a model and write them as one PNG grid."""
+"""``nidiff sample``: draw samples from a model and write them as one image grid."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 import torch
 
 from .common import (
+    check_image_output,
     check_outputs,
     device_options,
     eta_option,
@@ -64,7 +65,8 @@ from .model import load_cli_model
     "-o",
     type=click.Path(path_type=Path, dir_okay=False),
     required=True,
-    help="grid image (PNG); the record goes to OUT.json",
+    help="grid image (format from the extension: .png, .jpg, .webp, .bmp, .tif); the record "
+    "goes to OUT.json",
 )
 @overwrite_option
 @input_errors
@@ -95,6 +97,7 @@ def sample(
     from ..schedule import leading_grid
 
     started = time.perf_counter()
+    check_image_output(out)
     check_outputs([out, record_path(out)], [], overwrite)
     m = load_cli_model(model, device=device, dtype=dtype, size=size)
     if not option_given("guidance"):
@@ -114,8 +117,15 @@ def sample(
         seed=seed,
         method="ddim" if eta < 1 else "ddpm",
         nfe=steps,
-        guidance=None if class_name is None else guidance,
+        # conditional samples (a class, every class in turn, a prompt) are guided with this scale
+        guidance=guidance if _guided(conditioning) else None,
         model=m.describe(),
         **conditioning,
     )
     click.echo(f"wrote {out} ({num} samples)")
+
+
+def _guided(conditioning: dict) -> bool:
+    """Whether the samples were drawn under guidance: they have labels or a prompt (the
+    models' :meth:`~nidiff.cli.model.LoadedCli.sampling` record says which)."""
+    return any(conditioning.get(key) is not None for key in ("labels", "prompt"))

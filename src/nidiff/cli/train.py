@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 import torch
 
+from .._io import check_writable
 from ..data.fashion_mnist import DEFAULT_DIR
 from ..training.fashion import FASHION_PROCESSES
 from ..training.trainer import TrainConfig
@@ -112,6 +114,25 @@ def _existing_model(out_dir: Path) -> Path | None:
     if (out_dir / "model" / "config.json").exists():
         return out_dir / "model"
     return latest_checkpoint(out_dir)
+
+
+def _warnings_on_stderr(run: Any, *args: Any, **kwargs: Any) -> Any:
+    """``run(*args, **kwargs)`` with the trainer's :class:`ResumeWarning` as one
+    ``Warning: ...`` line on stderr each (other warnings as Python shows them)."""
+    from ..training.trainer import ResumeWarning
+
+    show = warnings.showwarning
+
+    def one_line(message, category, *rest, **kw) -> None:
+        if issubclass(category, ResumeWarning):
+            click.echo(f"Warning: {message}", err=True)
+        else:
+            show(message, category, *rest, **kw)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ResumeWarning)
+        warnings.showwarning = one_line
+        return run(*args, **kwargs)
 
 
 def _is_main_process() -> bool:
@@ -212,7 +233,8 @@ def _is_main_process() -> bool:
     is_flag=True,
     default=False,
     show_default=True,
-    help="continue from the newest checkpoint in OUT_DIR (fresh start if there is none)",
+    help="continue from the newest readable checkpoint in OUT_DIR (fresh start if there is "
+    "none; a truncated or foreign one is skipped with a warning)",
 )
 @input_errors
 def train(
@@ -250,6 +272,10 @@ def train(
         raise InputError(
             f"{existing} exists; pass --resume to continue or choose another directory"
         )
+    try:
+        check_writable(out_dir / "train.json")
+    except PermissionError as err:
+        raise InputError(f"OUT_DIR: {err}") from err
     ckpt = latest_checkpoint(out_dir) if resume else None
     source = _source(data)
     size = size if size is not None else _SIZES[source]
@@ -278,7 +304,8 @@ def train(
     )
     if resume and ckpt is None and _is_main_process():
         click.echo(f"nothing to resume in {out_dir}; starting from step 0", err=True)
-    result = run_training(
+    result = _warnings_on_stderr(
+        run_training,
         out_dir,
         images=images,
         labels=labels,
@@ -304,9 +331,11 @@ def train(
         started,
         model_dir=result.model_dir,
         step=result.step,
-        resumed_from=ckpt.name if ckpt is not None else None,
+        resumed_from=None if result.resumed_from is None else result.resumed_from.name,
         final_loss=result.losses[-1] if result.losses else None,
-        train_seconds=result.seconds,
+        # every segment of the run (killed ones up to their last checkpoint); unknown ones as 0
+        train_seconds=round(sum(seg["seconds"] or 0.0 for seg in result.segments), 3),
+        segments=result.segments,
         process=spec.to_dict(),
         model=model_config,
         data=data_info,

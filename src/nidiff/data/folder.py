@@ -1,9 +1,9 @@
 """A folder of image files (PNG, JPEG, anything Pillow decodes) as a dataset (Pillow, lazily).
 
-Every image is turned upright (EXIF orientation), flattened onto a uniform matte if it has
-transparency, converted to grey (``"L"``) or RGB, then **centre-cropped to a square and resized**
-to ``size`` × ``size`` with bicubic resampling (the largest centred square is kept, so nothing is
-stretched), and mapped to float32 ``[-1, 1]``.
+Every image is read by :func:`nidiff.imageio.open_image` (upright by its EXIF orientation,
+flattened onto a uniform matte if it has transparency, grey or RGB in its own range), then
+**centre-cropped to a square and resized** to ``size`` × ``size`` with bicubic resampling (the
+largest centred square is kept, so nothing is stretched), and mapped to float32 ``[-1, 1]``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ def _check_args(size: int, channels: int, matte: int) -> None:
 def load_image(path: str | Path, size: int, channels: int = 1, matte: int = 0) -> Tensor:
     """Read one image file as float32 ``(channels, size, size)`` in ``[-1, 1]``.
 
+    Every mode Pillow opens is read with its own range (:func:`nidiff.imageio.open_image`:
+    16-bit grey as ``value / 65535``, palettes and CMYK converted, transparency flattened onto
+    ``matte``); 8-bit sources are resampled as 8-bit images, deeper ones in float32.
+
     Args:
         path: the image file.
         size: output side length (centre crop to a square, then bicubic resize).
@@ -42,26 +46,20 @@ def load_image(path: str | Path, size: int, channels: int = 1, matte: int = 0) -
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the file is not an image Pillow can decode, or for bad arguments.
+        ValueError: if the file is not an image nidiff can read (undecodable, an unsupported
+            mode, or more than :data:`nidiff.imageio.MAX_PIXELS` pixels), or for bad arguments.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
+
+    from ..imageio import open_image
 
     _check_args(size, channels, matte)
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file {path} does not exist")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"{path} is not a readable image file ({err})") from err
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (matte, matte, matte, 255))
-        img = Image.alpha_composite(canvas, rgba)
-    img = img.convert("L" if channels == 1 else "RGB")
-    img = ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC)
+    img = ImageOps.fit(
+        open_image(path, channels, matte), (size, size), method=Image.Resampling.BICUBIC
+    )
+    if img.mode == "F":  # deep grey in [0, 1]; bicubic may overshoot, so clip like uint8 does
+        grey = torch.from_numpy(np.clip(np.asarray(img, dtype=np.float32), 0, 1) * 2 - 1)
+        return grey.expand(channels, size, size).contiguous()
     arr = np.asarray(img, dtype=np.uint8).reshape(size, size, channels)
     return from_uint8(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
 
@@ -94,7 +92,7 @@ class ImageFolder(Dataset):
         skip_invalid: bool = False,
         matte: int = 0,
     ):
-        from PIL import Image, UnidentifiedImageError
+        from ..imageio import image_size
 
         _check_args(size, channels, matte)
         root = Path(root)
@@ -107,13 +105,11 @@ class ImageFolder(Dataset):
         self.paths: list[Path] = []
         for path in candidates:
             try:
-                with Image.open(path) as img:
-                    img.verify()
-            except (UnidentifiedImageError, OSError, SyntaxError) as err:
-                message = f"{path} is not a readable image file ({err})"
+                image_size(path, verify=True)
+            except ValueError as err:
                 if not skip_invalid:
-                    raise ValueError(message + "; pass skip_invalid=True to skip it") from err
-                warnings.warn(f"skipping {message}", stacklevel=2)
+                    raise ValueError(f"{err}; pass skip_invalid=True to skip it") from err
+                warnings.warn(f"skipping {err}", stacklevel=2)
                 continue
             self.paths.append(path)
         if not self.paths:

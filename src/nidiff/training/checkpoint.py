@@ -15,6 +15,7 @@ with; :func:`load_model` with ``expect_kind`` refuses a model of another process
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,16 @@ from ..process import Process
 from ..schedule import DiscreteSchedule
 from .spec import ProcessSpec
 
-__all__ = ["FORMAT", "LoadedModel", "load_model", "read_config", "save_model"]
+__all__ = [
+    "FORMAT",
+    "LoadedModel",
+    "ResumeWarning",
+    "check_resumable",
+    "load_model",
+    "read_config",
+    "resume_state",
+    "save_model",
+]
 
 FORMAT = "nidiff-model"
 VERSION = 1
@@ -196,3 +206,91 @@ def load_model(
         noise=spec.build_noise(schedule),
         config=config,
     )
+
+
+# ---- resuming training: the newest checkpoint that reads ------------------------------------
+
+
+class ResumeWarning(UserWarning):
+    """A checkpoint that cannot be resumed from (truncated, foreign) was skipped."""
+
+
+def check_resumable(
+    ckpt: Path, saved: dict[str, Any], model_config: dict[str, Any], process: dict[str, Any]
+) -> None:
+    """Refuse to resume a checkpoint (its config ``saved``) written for another network or
+    noise process."""
+    plain = json.loads(json.dumps({"model": model_config, "process": process}))
+    for key, what in (("process", "noise process"), ("model", "network config")):
+        if saved[key] != plain[key]:
+            raise ValueError(
+                f"cannot resume {ckpt}: it was trained with another {what} ({saved[key]}); "
+                f"this run asks for {plain[key]}"
+            )
+
+
+def resume_state(
+    out_dir: str | Path, model_config: dict[str, Any], process: dict[str, Any], modules: tuple
+) -> tuple[Path, dict[str, Any]] | None:
+    """Restore ``modules`` (network, EMA, optimiser, lr schedule, generator) from the newest
+    checkpoint that reads; ``(checkpoint, state)``, or ``None`` if there is none.
+
+    A truncated or foreign checkpoint is skipped for the one before it (:class:`ResumeWarning`);
+    one written for another network or process is an error, as is having none that reads.
+    """
+    skipped = []
+    for ckpt in sorted(Path(out_dir, "checkpoints").glob("step-*[0-9]"), reverse=True):
+        try:
+            saved = read_config(ckpt)
+        except (ValueError, FileNotFoundError) as err:
+            problem = str(err)
+        else:
+            check_resumable(ckpt, saved, model_config, process)
+            try:
+                return ckpt, _load_state(ckpt / "train_state.pt", *modules)
+            except ValueError as err:
+                problem = str(err)
+        skipped.append(f"{ckpt.name}: {problem}")
+        warnings.warn(
+            f"cannot resume from {ckpt} ({problem}); trying the one before",
+            ResumeWarning,
+            stacklevel=3,
+        )
+    if skipped:
+        raise ValueError(
+            f"cannot resume {out_dir}: no checkpoint reads ({'; '.join(skipped)}); remove "
+            f"{Path(out_dir, 'checkpoints')} to start over"
+        )
+    return None
+
+
+def _load_state(path: Path, net, ema, opt, lr_sched, gen) -> dict[str, Any]:
+    """Read ``train_state.pt`` (``weights_only``: a foreign pickle is refused, never run) into
+    the modules; ``ValueError`` if it is truncated, foreign or for another network."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a missing or truncated zip, a refused pickle, ...
+        raise ValueError(
+            f"{path.name} is unreadable or not a training state: {_first_sentence(err)}"
+        ) from None
+    keys = ("model", "ema", "optimizer", "lr_schedule", "generator", "step")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path.name} is not a nidiff training state (a {type(state).__name__})")
+    if missing := [k for k in keys if k not in state]:
+        raise ValueError(f"{path.name} is not a nidiff training state (no {', '.join(missing)})")
+    try:
+        net.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        lr_sched.load_state_dict(state["lr_schedule"])
+        gen.set_state(state["generator"])
+        int(state["step"])
+    except Exception as err:  # shapes, types: whatever torch says about foreign state
+        raise ValueError(f"{path.name} does not fit this network: {_first_sentence(err)}") from None
+    return state
+
+
+def _first_sentence(err: BaseException) -> str:
+    """The gist of torch's (often paragraph-long) error, for a one-line message."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text.split(". ")[0][:160]

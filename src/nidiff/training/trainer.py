@@ -5,29 +5,32 @@ process draws the same **global** batch indices, times, noise and label-dropout 
 seeded generator and trains on its shard, so an ``n``-process run follows the single-process
 update rule exactly (gradients are averaged across shards). Checkpoints are whole directories
 renamed into place, so a killed run never leaves a half-written checkpoint, and ``resume``
-restores the model, EMA, optimiser, learning-rate schedule, step and RNG state.
+restores the model, EMA, optimiser, learning-rate schedule, step and RNG state from the newest
+readable checkpoint (one that is truncated or foreign is skipped with a :class:`ResumeWarning`).
+Every checkpoint records the run's *segments* (one per start or resume: steps and seconds), so
+a run killed and resumed still accounts for all its time; a new run removes the temporaries a
+killed one left (:func:`nidiff._io.clean_stale`).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .._io import atomic_dir, write_json
+from .._io import atomic_dir, clean_stale, write_json
 from ..imageio import save_grid
-from .checkpoint import read_config, save_model
+from .checkpoint import ResumeWarning, resume_state, save_model
 from .spec import ProcessSpec
 
-__all__ = ["TrainConfig", "TrainResult", "latest_checkpoint", "train"]
+__all__ = ["ResumeWarning", "TrainConfig", "TrainResult", "latest_checkpoint", "train"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,12 @@ class TrainResult:
     model_dir: Path
     step: int
     losses: list[float]  # mean loss of each logged interval
-    seconds: float
+    seconds: float  # of this call
+    #: every segment of the run, this call's last: ``start_step``, ``end_step``, ``seconds``
+    #: (``None`` if unknown), ``processes``, ``started`` (Unix time); a killed segment ends at
+    #: its last checkpoint.
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: Path | None = None  # the checkpoint this call continued
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
@@ -162,17 +170,19 @@ def train(
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, cfg.lr_factor)
     gen = torch.Generator().manual_seed(cfg.seed)
     step = 0
-    losses, window = [], []
-    if resume and (ckpt := latest_checkpoint(out_dir)) is not None:
-        _check_resumable(ckpt, model_config, spec)
-        state = torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=True)
-        net.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        lr_sched.load_state_dict(state["lr_schedule"])
-        gen.set_state(state["generator"])
+    losses, window, segments = [], [], []
+    if acc.is_main_process:
+        _clean_temporaries(out_dir)
+    modules = (net, ema, opt, lr_sched, gen)
+    resumed = resume_state(out_dir, model_config, spec.to_dict(), modules) if resume else None
+    if resumed is not None:
+        state = resumed[1]
         step = int(state["step"])
         losses, window = list(state.get("losses", [])), list(state.get("window", []))
+        if "segments" in state:
+            segments = list(state["segments"])
+        elif step > 0:  # a checkpoint from before segments were recorded: duration unknown
+            segments = [_segment(0, step, None, None, None)]
     net, opt = acc.prepare(net, opt)
     ema.to(acc.device)
     denoiser = UNetDenoiser(net)
@@ -186,7 +196,11 @@ def train(
     shard = slice(rank * b, (rank + 1) * b)
     # Keep the dataset on the accelerator: one gather per step instead of a host→device copy.
     images = images.to(acc.device) if acc.device.type == "cuda" else images
-    start = time.perf_counter()
+    start, start_step, started = time.perf_counter(), step, time.time()
+
+    def so_far() -> list[dict[str, Any]]:
+        return [*segments, _segment(start_step, step, time.perf_counter() - start, world, started)]
+
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and acc.is_main_process))
     while step < cfg.steps:
         idx, t, eps, drop = _draw(
@@ -236,19 +250,42 @@ def train(
                     gen,
                     config,
                     cfg.keep_checkpoints,
-                    {"losses": losses, "window": window},
+                    {"losses": losses, "window": window, "segments": so_far()},
                 )
     bar.close()
     acc.wait_for_everyone()
-    seconds = time.perf_counter() - start
+    seconds, run = time.perf_counter() - start, so_far()
     model_dir = out_dir / "model"
     if acc.is_main_process:
         save_model(model_dir, ema.state_dict(), {**config, "step": step})
-        write_json(
-            out_dir / "train_log.json",
-            {"losses": losses, "log_every": cfg.log_every, "seconds": seconds, "processes": world},
-        )
-    return TrainResult(model_dir=model_dir, step=step, losses=losses, seconds=seconds)
+        log = {"losses": losses, "log_every": cfg.log_every, "seconds": seconds, "segments": run}
+        write_json(out_dir / "train_log.json", {**log, "processes": world})
+    return TrainResult(
+        model_dir=model_dir,
+        step=step,
+        losses=losses,
+        seconds=seconds,
+        segments=run,
+        resumed_from=None if resumed is None else resumed[0],
+    )
+
+
+def _segment(start: int, end: int, seconds: float | None, processes, started) -> dict[str, Any]:
+    """One start-or-resume of a run (see :attr:`TrainResult.segments`)."""
+    return {
+        "start_step": start,
+        "end_step": end,
+        "seconds": None if seconds is None else round(seconds, 3),
+        "processes": processes,
+        "started": started,
+    }
+
+
+def _clean_temporaries(out_dir: Path) -> None:
+    """Remove what a killed run left half-written: checkpoint folders, model files, samples."""
+    clean_stale(out_dir, {"train.json", "train_log.json"})
+    for sub in ("checkpoints", "model", "samples"):
+        clean_stale(out_dir / sub)
 
 
 @torch.no_grad()
@@ -259,18 +296,6 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float, step: 
         pe.lerp_(p.detach().to(pe.dtype), 1 - d)
     for be, bn in zip(ema.buffers(), net.buffers(), strict=True):
         be.copy_(bn)
-
-
-def _check_resumable(ckpt: Path, model_config: dict[str, Any], spec: ProcessSpec) -> None:
-    """Refuse to resume a checkpoint written for another network or noise process."""
-    saved = read_config(ckpt)
-    plain = json.loads(json.dumps({"model": model_config, "process": spec.to_dict()}))
-    for key, what in (("process", "noise process"), ("model", "network config")):
-        if saved[key] != plain[key]:
-            raise ValueError(
-                f"cannot resume {ckpt}: it was trained with another {what} ({saved[key]}); "
-                f"this run asks for {plain[key]}"
-            )
 
 
 def _checkpoint(out_dir, step, net, ema, opt, lr_sched, gen, config, keep, log) -> None:
@@ -288,6 +313,7 @@ def _checkpoint(out_dir, step, net, ema, opt, lr_sched, gen, config, keep, log) 
                 "step": step,
                 "losses": list(log["losses"]),
                 "window": list(log["window"]),
+                "segments": list(log["segments"]),
             },
             tmp / "train_state.pt",
         )
