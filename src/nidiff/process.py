@@ -102,6 +102,36 @@ class Process:
 
         return default_rule(self, eta=eta, clip_x0=clip_x0)
 
+    def step_rule(
+        self,
+        rule: Any = None,
+        eta: float = 1.0,
+        clip_x0: tuple[float, float] | None = None,
+        *,
+        eta_default: float = 1.0,
+    ) -> Any:
+        """What an editing method steps with: ``rule`` when given (a rule of this process, e.g.
+        ``process.sampler("dpm++2m-sde")``), else :meth:`rule` with ``eta`` and ``clip_x0``.
+
+        Raises:
+            ValueError: for ``rule`` together with a non-default ``eta`` or a ``clip_x0`` (they
+                belong to the rule), or a ``rule`` built for another schedule or noise.
+        """
+        if rule is None:
+            return self.rule(eta, clip_x0)
+        if eta != eta_default or clip_x0 is not None:
+            raise ValueError(
+                "eta and clip_x0 belong to the rule: build it with them "
+                f"(process.sampler(name, ...)) instead of passing eta={eta:g}, clip_x0={clip_x0}"
+            )
+        own = getattr(rule, "schedule", self.schedule), getattr(rule, "noise", self.noise)
+        if own[0] is not self.schedule or own[1] is not self.noise:
+            raise ValueError(
+                f"the rule {type(rule).__name__} was built for another process ({own[0]!r}); "
+                "build it with this process's sampler()"
+            )
+        return rule
+
     def sampler(self, name: str, **options: Any) -> Any:
         """The solver ``name`` of :data:`~nidiff.samplers.registry.SAMPLERS` for this process
         (e.g. ``"dpm++2m-sde"``); ``ValueError`` naming both if it cannot serve it."""

@@ -40,7 +40,8 @@ from ..models.contract import Denoiser, with_guidance
 from ..noise.base import white_noise
 from ..process import Process
 from ..result import EditResult
-from ..samplers.loop import StepInfo, sample
+from ..samplers.loop import StepInfo, StepRule, sample
+from ..samplers.registry import rule_spec
 from ..schedule.grid import TimeGrid
 
 __all__ = ["check_lam", "ngdm", "rounded_start", "source_noise"]
@@ -111,6 +112,7 @@ def ngdm(
     step_noise: Sequence[Tensor | None] | None = None,
     preserve: bool = False,
     clip_x0: tuple[float, float] | None = None,
+    rule: StepRule | None = None,
 ) -> EditResult:
     r"""Edit ``x0`` towards ``cond`` with per-pixel start times (NGDM Algorithm 1; module docs).
 
@@ -134,6 +136,11 @@ def ngdm(
             ``grid.t[-1]`` (in particular every :math:`\lambda = 0` pixel, also on grids that stop
             early): ``x0`` is pasted back there exactly. Default ``False`` (the paper).
         clip_x0: optional range for :math:`\hat x_0` in each step (see ``DDIM``).
+        rule: any step rule :math:`H` of ``process`` instead of DDPM/DDIM
+            (``process.sampler(name)``): with ``"sde-euler"`` on a continuous VP schedule this is
+            NGDM's rectified reverse SDE (eq. 10) discretised by Euler–Maruyama. A multistep
+            rule keeps one history for the whole image: a pixel that has not started yet
+            contributes the model's estimate on the source path it is on.
 
     Returns:
         :class:`EditResult` with ``x0`` the edit, ``lam`` and ``start_times`` (:math:`T_k`)
@@ -144,7 +151,7 @@ def ngdm(
     lam64 = check_lam(lam, x0)
     if not isinstance(preserve, bool):
         raise ValueError(f"preserve={preserve!r} must be a bool")
-    rule = process.rule(eta, clip_x0)
+    rule = process.step_rule(rule, eta, clip_x0)
     model = with_guidance(model, guidance, null_cond)
     T_k = process.schedule.rectified_time(grid.t[0].to(x0.device), lam64)
     z = source_noise(x0, z, generator, "ngdm")
@@ -171,6 +178,7 @@ def ngdm(
         "t_start": float(grid.t[0]),
         "t_end": float(grid.t_prev[-1]),
         "eta": float(eta),
+        "sampler": rule_spec(rule),
         "guidance": float(guidance),
         "preserve": preserve,
         "clip_x0": None if clip_x0 is None else [float(v) for v in clip_x0],

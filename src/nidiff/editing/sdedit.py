@@ -28,6 +28,8 @@ from ..models.contract import Denoiser, with_guidance
 from ..process import Process
 from ..result import EditResult
 from ..samplers import sample
+from ..samplers.loop import StepRule
+from ..samplers.registry import rule_spec
 from ..schedule import TimeGrid
 from .ngdm import source_noise
 
@@ -64,6 +66,7 @@ def sdedit(
     null_cond: Any = None,
     eta: float = 1.0,
     clip_x0: tuple[float, float] | None = None,
+    rule: StepRule | None = None,
     generator: torch.Generator | None = None,
     z: Tensor | None = None,
 ) -> EditResult:
@@ -80,6 +83,7 @@ def sdedit(
             (``guidance != 1`` needs ``null_cond``).
         eta: :math:`\eta \in [0, 1]` of the reverse steps (edge-preserving: 1 only).
         clip_x0: optional ``(low, high)`` clipping of :math:`\hat x_0` (pixel models).
+        rule: any step rule of ``process`` instead (``process.sampler(name)``).
         generator: source of ``z`` (unless given) and of the reverse steps' noise (for
             ``eta > 0``).
         z: optional white noise for the start state, shape of ``x0``.
@@ -91,7 +95,7 @@ def sdedit(
     check_image(x0)
     k = start_index(grid, strength, process.schedule.t_max)
     net = with_guidance(model, guidance, null_cond)
-    rule = process.rule(eta, clip_x0)
+    rule = process.step_rule(rule, eta, clip_x0)
     z = source_noise(x0, z, generator, "sdedit")
     t_start = grid.t[k]
     x_t = process.q_sample(x0, t_start, z)
@@ -103,6 +107,7 @@ def sdedit(
         "start_index": k,
         "steps": len(grid) - k,
         "eta": float(eta),
+        "sampler": rule_spec(rule),
         "guidance": float(guidance),
     }
     return EditResult(x0=res.x0, nfe=res.nfe, info=info)

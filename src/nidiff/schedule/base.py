@@ -177,7 +177,8 @@ class Schedule(ABC):
             float64 tensor of the broadcast shape.
         """
         t_t, lam_t = self._rectify_inputs(t, lam)
-        L = lam_t * torch.nn.functional.softplus(-self.log_snr(t_t))
+        L_t = torch.nn.functional.softplus(-self.log_snr(t_t))  # +inf where SNR = 0
+        L = torch.where(lam_t == 0, 0.0, lam_t * L_t)
         # log(e^L - 1) = L + log(1 - e^{-L}), stable for small and large L.
         tau = self.time_of_log_snr(-(L + torch.log(-torch.expm1(-L))))
         return self._exact_ends(tau, t_t, lam_t)
