@@ -144,7 +144,10 @@ def test_process_descriptions():
     ep = EdgePreservingNoise(SCHED, lambda_min=1e-3)
     d = describe_process(Process(SCHED, ep))
     assert d["noise"]["kind"] == "edge" and d["noise"]["lambda_min"] == 1e-3
-    assert len(d["schedule"]["log_alpha_bar"]) == 1001
+    # one serialisation (nidiff.spec): a named schedule by its constructor, a table in full
+    assert d["schedule"] == {"kind": "linear", "T": 1000, "beta_start": 1e-4, "beta_end": 0.02}
+    table = DiscreteSchedule.from_alphas_cumprod(SCHED.alpha_bar(torch.arange(1.0, 1001.0)))
+    assert len(describe_process(Process(table))["schedule"]["betas"]) == 1000
     assert describe_process(Process(VPSchedule(), GFFNoise(2.0))) == {
         "noise": {"kind": "gff", "power": 2.0},
         "schedule": {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0},

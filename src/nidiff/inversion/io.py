@@ -1,9 +1,9 @@
 r"""The :class:`Inversion` record, the description of its process, and its ``.safetensors`` file.
 
-An inversion is only meaningful for the process (schedule + noise) it was made with, so the record
-carries a JSON description of that process (:func:`describe_process`): the noise kind and its
-parameters, and the schedule's whole :math:`\log\bar\alpha` table. Regenerating or loading with a
-different process is refused (:func:`check_process`). The process object itself is not stored.
+An inversion is only meaningful for the process (schedule + noise + prediction) it was made with,
+so the record carries its JSON description (:func:`describe_process`, the one serialisation of
+:mod:`nidiff.spec` that checkpoints use too) and the step rule's (``sampler``). Regenerating or
+loading with a different process is refused (:func:`check_process`).
 
 File layout (one ``.safetensors`` file, written atomically): tensors ``x_T``, ``x0``,
 ``zs.000`` … ``zs.{N-1}``, optionally the trajectory ``xs.001`` … ``xs.{N-1}`` (``xs[0]`` is
@@ -14,7 +14,6 @@ eta, zero_last, process description).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -22,19 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from .._checks import check_in_range
 from .._io import atomic_path
-from ..noise import DiagonalNoise, EdgePreservingNoise, GFFNoise, IsotropicNoise
 from ..process import Process
-from ..schedule import DiscreteSchedule, TimeGrid, VPSchedule
+from ..schedule import TimeGrid
+from ..spec import ProcessSpec, same_process, upgrade
 
 __all__ = ["Inversion", "check_process", "describe_process", "load_inversion", "save_inversion"]
 
 FORMAT, VERSION = "nidiff.inversion", "2"
-#: Versions this code reads: 1 had no sampler record (it was always the process's own rule).
+#: Versions this code reads: 1 had no sampler record (it was always the process's own rule) and
+#: an older process description (:func:`nidiff.spec.upgrade`).
 READABLE = ("1", "2")
 
 
@@ -111,47 +110,25 @@ class Inversion:
 
 
 def describe_process(process: Process) -> dict[str, Any]:
-    r"""A JSON-serialisable description of ``process``: noise kind and parameters, and the
-    schedule (its full float64 :math:`\log\bar\alpha_t` table for a discrete schedule)."""
-    noise, sched = process.noise, process.schedule
-    if isinstance(noise, IsotropicNoise):
-        nd: dict[str, Any] = {"kind": "isotropic"}
-    elif isinstance(noise, GFFNoise):
-        nd = {"kind": "gff", "power": noise.power}
-    elif isinstance(noise, DiagonalNoise):
-        std = noise.std.detach().to("cpu", torch.float64).contiguous()
-        digest = hashlib.sha256(std.numpy().tobytes()).hexdigest()
-        nd = {"kind": "diagonal", "shape": list(std.shape), "std_sha256": digest}
-    elif isinstance(noise, EdgePreservingNoise):
-        nd = {"kind": "edge", "lambda_min": noise.lambda_min, "lambda_max": noise.lambda_max}
-        nd |= {"tau": repr(noise.tau_fn), "edges": repr(noise.edges)}
-    else:
-        nd = {"kind": type(noise).__qualname__, "repr": repr(noise)}
-    if isinstance(sched, DiscreteSchedule):
-        table = sched.log_alpha_bar_table.tolist()
-        sd: dict[str, Any] = {"kind": "discrete", "log_alpha_bar": table}
-    elif isinstance(sched, VPSchedule):
-        sd = {"kind": "vp", "beta_min": sched.beta_min, "beta_max": sched.beta_max}
-    else:
-        sd = {"kind": type(sched).__qualname__, "repr": repr(sched)}
-    return {"noise": nd, "schedule": sd}
+    """The JSON description of ``process`` (:meth:`nidiff.spec.ProcessSpec.from_process`, the form
+    checkpoints use too)."""
+    return ProcessSpec.from_process(process).to_dict()
 
 
 def check_process(info: dict[str, Any], process: Process) -> None:
-    """Raise ``ValueError`` unless ``process`` matches the description ``info`` (the log ᾱ tables
-    are compared to ``1e-12`` absolute, everything else exactly)."""
+    """Raise ``ValueError`` unless ``process`` matches the description ``info``
+    (:func:`nidiff.spec.same_process`: discrete tables compared to ``1e-12``)."""
     now = describe_process(process)
-    a, b = dict(info.get("schedule", {})), dict(now["schedule"])
-    ta, tb = a.pop("log_alpha_bar", None), b.pop("log_alpha_bar", None)
-    same_table = (ta is None) == (tb is None) and (
-        ta is None
-        or (len(ta) == len(tb) and max(abs(u - v) for u, v in zip(ta, tb, strict=True)) <= 1e-12)
-    )
-    if info.get("noise") != now["noise"] or a != b or not same_table:
+    if not same_process(info, now):
+        a, b = upgrade(info), now
+
+        def short(d: dict[str, Any]) -> str:
+            sched = d.get("schedule", {})
+            T = len(sched["betas"]) if "betas" in sched else sched.get("T", "")
+            return f"noise {d.get('noise')} / schedule {sched.get('kind')} {T}".rstrip()
+
         raise ValueError(
-            "this inversion was made with a different process: noise "
-            f"{info.get('noise')} / schedule {a.get('kind')} (T={len(ta or []) - 1}) vs noise "
-            f"{now['noise']} / schedule {b.get('kind')} (T={len(tb or []) - 1})"
+            f"this inversion was made with a different process: {short(a)} vs {short(b)}"
         )
 
 

@@ -31,6 +31,7 @@ from torch import Tensor
 from ..noise.base import NoiseModel
 
 __all__ = [
+    "PREDICTIONS",
     "Coefficients",
     "Data",
     "Epsilon",
@@ -58,6 +59,8 @@ class Prediction(ABC):
 
     #: Whether :meth:`split`/:meth:`compose` need the time derivatives of the schedule.
     needs_velocity: bool = False
+    #: The name in a process description (:mod:`nidiff.spec`).
+    name: str = ""
 
     @abstractmethod
     def split(
@@ -103,6 +106,8 @@ class Epsilon(Prediction):
     :math:`\hat x_0 = (x_t - \sigma_t\Sigma^{1/2}\hat\varepsilon)/\alpha_t` (DDIM eq. 9;
     NI-DDPM)."""
 
+    name = "epsilon"
+
     def split(self, x_t, out, c, noise):
         eps_sigma = noise.color(out)
         return (x_t - c.sigma * eps_sigma) / c.alpha, eps_sigma
@@ -121,6 +126,8 @@ class Data(Prediction):
     r""":math:`\hat x_0` itself;
     :math:`\hat\varepsilon_\Sigma = (x_t - \alpha_t\hat x_0)/\sigma_t`."""
 
+    name = "x0"
+
     def split(self, x_t, out, c, noise):
         return out, (x_t - c.alpha * out) / c.sigma
 
@@ -133,6 +140,8 @@ class VPrediction(Prediction):
     ``v_prediction``). With :math:`r^2 = \alpha_t^2 + \sigma_t^2` (``1`` on VP schedules):
     :math:`x_0 = (\alpha_t x_t - \sigma_t v)/r^2`, :math:`\varepsilon_\Sigma = (\sigma_t x_t +
     \alpha_t v)/r^2`."""
+
+    name = "v"
 
     def split(self, x_t, out, c, noise):
         r2 = c.alpha * c.alpha + c.sigma * c.sigma
@@ -149,6 +158,8 @@ class FlowVelocity(Prediction):
     :math:`x_0 = (\dot\sigma_t x_t - \sigma_t u)/d`,
     :math:`\varepsilon_\Sigma = (\alpha_t u - \dot\alpha_t x_t)/d`. Needs a schedule with a time
     derivative (not a discrete DDPM table)."""
+
+    name = "flow"
 
     needs_velocity = True
 
@@ -169,6 +180,8 @@ class ScaledNoise(Prediction):
     :math:`x_0`); :math:`\hat x_0 = (x_t - f)/\alpha_t`, :math:`\hat\varepsilon_\Sigma =
     f/\sigma_t` in units of the schedule's :math:`\sigma_t`."""
 
+    name = "scaled-noise"
+
     def split(self, x_t, out, c, noise):
         return (x_t - out) / c.alpha, out / c.sigma
 
@@ -177,3 +190,9 @@ class ScaledNoise(Prediction):
 
     def implied(self, x_t, x0, c, noise):
         return x_t - c.alpha * x0
+
+
+#: Every prediction by its name (``"epsilon"``, ``"x0"``, ``"v"``, ``"flow"``, ``"scaled-noise"``).
+PREDICTIONS: dict[str, type[Prediction]] = {
+    p.name: p for p in (Epsilon, Data, VPrediction, FlowVelocity, ScaledNoise)
+}

@@ -57,5 +57,13 @@ class DiagonalNoise(NoiseModel):
     def apply(self, x: Tensor) -> Tensor:
         return self._std_for(x).square() * x
 
+    def to_spec(self) -> dict:
+        """Shape and SHA-256 of the std map: enough to recognise it, not to rebuild it."""
+        import hashlib
+
+        std = self.std.detach().to("cpu", torch.float64).contiguous()
+        digest = hashlib.sha256(std.numpy().tobytes()).hexdigest()
+        return {"kind": "diagonal", "shape": list(std.shape), "std_sha256": digest}
+
     def __repr__(self) -> str:
         return f"DiagonalNoise(std of shape {tuple(self.std.shape)})"

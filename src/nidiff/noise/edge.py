@@ -415,6 +415,19 @@ class EdgePreservingNoise(NoiseModel):
 
         return ScaledNoise()
 
+    def to_spec(self) -> dict:
+        """``lambda_min/max``, the transition function and the edge operator, as plain values
+        (:mod:`nidiff.spec`); a custom ``tau`` or ``edges`` callable cannot be serialised."""
+        kinds = {LinearTau: "linear", CosineTau: "cosine", SigmoidTau: "sigmoid"}
+        if type(self.tau_fn) not in kinds or not isinstance(self.edges, SobelEdges):
+            raise ValueError(f"cannot serialise a custom tau or edge map: {self!r}")
+        spec = {"kind": "edge", "lambda_min": self.lambda_min, "lambda_max": self.lambda_max}
+        spec |= {"tau": kinds[type(self.tau_fn)], "t_phi": self.tau_fn.t_phi}
+        if isinstance(self.tau_fn, SigmoidTau):
+            spec["k"] = self.tau_fn.k
+        e = self.edges
+        return spec | {"squared": e.squared, "per_image": e.per_image, "padding": e.padding}
+
     def __repr__(self) -> str:
         return (
             f"EdgePreservingNoise({self.schedule!r}, lambda_min={self.lambda_min:g}, "

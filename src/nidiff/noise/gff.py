@@ -120,5 +120,8 @@ class GFFNoise(NoiseModel):
         r""":math:`\Sigma x`: ``irfft2(A² · rfft2(x))``."""
         return self._filter(x, 2)
 
+    def to_spec(self) -> dict:
+        return {"kind": "gff", "power": self.power}
+
     def __repr__(self) -> str:
         return f"GFFNoise(power={self.power:g})"

@@ -21,5 +21,8 @@ class IsotropicNoise(NoiseModel):
     def apply(self, x: Tensor) -> Tensor:
         return x
 
+    def to_spec(self) -> dict:
+        return {"kind": "isotropic"}
+
     def __repr__(self) -> str:
         return "IsotropicNoise()"

@@ -121,6 +121,10 @@ class Schedule(ABC):
         check_in_range(ab, "alpha_bar", float(self.alpha_bar(self.t_max)), 1.0)
         return self.time_of_log_snr(ab.log() - torch.log1p(-ab))
 
+    def to_spec(self) -> dict:
+        """The JSON description of this schedule (:mod:`nidiff.spec` rebuilds it)."""
+        raise ValueError(f"{type(self).__name__} cannot be serialised")
+
     def velocity_coefficients(self, t: float | Tensor) -> tuple[Tensor, Tensor]:
         r""":math:`(\dot\alpha_t, \dot\sigma_t)`, the time derivatives, so that the velocity of
         the path is :math:`\dot x_t = \dot\alpha_t x_0 + \dot\sigma_t\Sigma^{1/2}\varepsilon`.

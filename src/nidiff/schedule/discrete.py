@@ -49,6 +49,8 @@ class DiscreteSchedule(AlphaBarSchedule):
         self.T = int(b.numel())
         self.t_max = float(self.T)
         self.log_alpha_bar_table = torch.cat([b.new_zeros(1), torch.cumsum(torch.log1p(-b), 0)])
+        #: How it was built, for :meth:`to_spec` (a named constructor, or the betas).
+        self._spec: dict | None = None
         # -log ᾱ is strictly increasing; its table is what time_of_log_alpha_bar searches.
         self._neg_table = -self.log_alpha_bar_table
 
@@ -56,7 +58,8 @@ class DiscreteSchedule(AlphaBarSchedule):
     @classmethod
     def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
         """Ho et al. (2020): betas linear from ``beta_start`` to ``beta_end``."""
-        return cls(np.linspace(beta_start, beta_end, _check_T(T), dtype=np.float64))
+        s = cls(np.linspace(beta_start, beta_end, _check_T(T), dtype=np.float64))
+        return s._named("linear", T=int(T), beta_start=beta_start, beta_end=beta_end)
 
     @classmethod
     def scaled_linear(cls, T: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012):
@@ -66,7 +69,8 @@ class DiscreteSchedule(AlphaBarSchedule):
         :meth:`from_diffusers` to reproduce a pipeline's table bit for bit.
         """
         root = np.linspace(beta_start**0.5, beta_end**0.5, _check_T(T), dtype=np.float64)
-        return cls(root**2)
+        s = cls(root**2)
+        return s._named("scaled_linear", T=int(T), beta_start=beta_start, beta_end=beta_end)
 
     @classmethod
     def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999):
@@ -79,7 +83,7 @@ class DiscreteSchedule(AlphaBarSchedule):
             return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
 
         betas = [min(1 - f((i + 1) / T) / f(i / T), max_beta) for i in range(T)]
-        return cls(betas)
+        return cls(betas)._named("cosine", T=T, s=s, max_beta=max_beta)
 
     @classmethod
     def from_alphas_cumprod(cls, alphas_cumprod: Sequence[float] | np.ndarray | Tensor):
@@ -104,6 +108,15 @@ class DiscreteSchedule(AlphaBarSchedule):
         if ac is None:
             raise ValueError(f"{type(scheduler).__name__} has no alphas_cumprod table")
         return cls.from_alphas_cumprod(torch.as_tensor(ac))
+
+    def _named(self, kind: str, **args) -> DiscreteSchedule:
+        self._spec = {"kind": kind, **{k: v for k, v in args.items()}}
+        return self
+
+    def to_spec(self) -> dict:
+        """``{"kind": "linear" | "scaled_linear" | "cosine", ...}`` for the named constructors,
+        else ``{"kind": "betas", "betas": [...]}`` (exact float64 values)."""
+        return dict(self._spec) if self._spec else {"kind": "betas", "betas": self.betas.tolist()}
 
     # -------------------------------------------------------------------------- the map
     def _log_alpha_bar(self, t: Tensor) -> Tensor:

@@ -61,6 +61,9 @@ class RectifiedFlow(Schedule):
         tt = self.check_time(t)
         return -1.0 / (1.0 - tt), 2.0 * tt / (1.0 - tt)
 
+    def to_spec(self) -> dict:
+        return {"kind": "flow"}
+
     def __repr__(self) -> str:
         return "RectifiedFlow()"
 

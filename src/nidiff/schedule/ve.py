@@ -53,6 +53,9 @@ class VESchedule(Schedule):
         tt = self.check_time(t)
         return torch.zeros_like(tt), 2.0 * tt
 
+    def to_spec(self) -> dict:
+        return {"kind": "ve", "sigma_max": self.t_max}
+
     def __repr__(self) -> str:
         return f"VESchedule(sigma_max={self.t_max:g})"
 

@@ -63,5 +63,8 @@ class VPSchedule(AlphaBarSchedule):
         root = torch.sqrt(bmin**2 + 2 * d * bmin * t_t * lam_t + d**2 * t_t**2 * lam_t)
         return self._exact_ends((root - bmin) / d, t_t, lam_t)
 
+    def to_spec(self) -> dict:
+        return {"kind": "vp", "beta_min": self.beta_min, "beta_max": self.beta_max}
+
     def __repr__(self) -> str:
         return f"VPSchedule(beta_min={self.beta_min}, beta_max={self.beta_max})"
