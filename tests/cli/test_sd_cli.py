@@ -221,3 +221,23 @@ def test_batch_csv_of_prompts_with_p2p(work, tmp_path):
     assert sorted(r["seed"] for r in recs) == [3, 4]
     assert {r["target_prompt"] for r in recs} == {TARGET, tiger}
     assert all(rgb(out / n).shape == (32, 32, 3) for n in names)
+
+
+# ---- the pipeline's own time grid ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("steps", [4, 10, 36])
+def test_cli_walks_the_pipelines_own_grid(work, steps):
+    """``nidiff invert`` steps through exactly the timesteps diffusers' scheduler visits for the
+    same pipeline (its spacing and ``steps_offset``; paper time = timestep + 1)."""
+    from diffusers import DDIMScheduler
+
+    from nidiff.inversion import load_inversion
+
+    inv_path = work / f"grid-{steps}.safetensors"
+    ok("invert", work / "photo.png", "--model", work / "pipeline", "-s", SOURCE,
+       "--steps", str(steps), "--size", "32", "--out", inv_path)  # fmt: skip
+    sched = DDIMScheduler.from_pretrained(work / "pipeline", subfolder="scheduler")
+    sched.set_timesteps(steps)
+    got = load_inversion(inv_path).grid.t - 1
+    assert got.tolist() == sched.timesteps.double().tolist()

@@ -80,7 +80,6 @@ def invert(
     Regenerate or edit the result with `nidiff regenerate OUT`.
     """
     from ..inversion import edit_friendly_invert, save_inversion
-    from ..schedule import leading_grid
 
     started = time.perf_counter()
     check_outputs([out, record_path(out)], [image], overwrite)
@@ -95,7 +94,7 @@ def invert(
         m.denoiser,
         x0,
         m.process,
-        leading_grid(m.process.schedule, steps),
+        m.grid(steps),
         cond=src,
         guidance=guidance,
         null_cond=m.null,

@@ -82,6 +82,15 @@ class LatentModel:
         self.device = sd.device
         self.denoiser, self.process = sd.denoiser, sd.process
         self.null = sd.null_cond()
+        self.space = sd
+
+    def grid(self, steps: int):
+        """The pipeline's own grid (its scheduler's spacing and ``steps_offset``), the times a
+        diffusers pipeline visits (:meth:`StableDiffusion.grid`)."""
+        try:
+            return self.sd.grid(steps)
+        except ValueError as err:
+            raise InputError(str(err)) from err
 
     def load_image(self, path: Path, resize: bool) -> Tensor:
         """Encode an image file (RGB, centre crop, resize to ``size``) to latents :math:`z_0`;

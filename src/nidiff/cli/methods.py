@@ -247,9 +247,7 @@ def run_method(
     and the model calls spent outside it. ``names`` are the source and target prompts (what
     ``src``/``tgt`` encode; Prompt-to-Prompt aligns their words). Every random draw comes from
     one generator seeded with ``seed`` on the model's device."""
-    from ..schedule import leading_grid
-
     o = EditOptions(**opts)
-    grid = leading_grid(m.process.schedule, o.steps)
+    grid = m.grid(o.steps)
     g = torch.Generator(device=m.device).manual_seed(seed)
     return METHODS[method].run(Call(m, x0, src, tgt, grid, g, o, names))

@@ -45,6 +45,7 @@ class LoadedCli(Protocol):
         sd: the :class:`~nidiff.models.stable_diffusion.StableDiffusion` adapter of a latent
             text-to-image model (methods that need prompts and the UNet, e.g. Prompt-to-Prompt),
             ``None`` for pixel models.
+        space: the library's :class:`~nidiff.models.space.ModelSpace` of the model.
     """
 
     name: str
@@ -55,6 +56,13 @@ class LoadedCli(Protocol):
     process: Any
     null: Any
     sd: Any
+
+    space: Any
+
+    def grid(self, steps: int) -> Any:
+        """The model's own time grid of ``steps`` steps (``space.grid``: the pipeline's own for
+        Stable Diffusion, ``steps_offset`` included)."""
+        ...
 
     def load_image(self, path: Path, resize: bool) -> Tensor:
         """An image file as :math:`x_0` ``(1, C, size/factor, size/factor)`` on ``device``."""

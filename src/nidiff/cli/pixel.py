@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..bundled import MODELS, model_dir
+from ..models.space import PixelSpace
 from .common import InputError, check_image_file, class_conditions, input_errors
 
 __all__ = ["PixelModel"]
@@ -49,6 +50,11 @@ class PixelModel:
         self.denoiser, self.process = self.m.denoiser, self.m.process
         self.null = self.m.denoiser.null_cond() if self.m.null_class is not None else None
         self.sd = None  # not a latent text-to-image model
+        self.space = PixelSpace(self.m, self.device)
+
+    def grid(self, steps: int):
+        """The model's own grid of ``steps`` steps (:meth:`PixelSpace.grid`)."""
+        return input_errors(self.space.grid)(steps)
 
     def load_image(self, path: Path, resize: bool) -> Tensor:
         """Read an image as ``(1, C, size, size)``; another size is refused unless ``resize``

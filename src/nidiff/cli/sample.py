@@ -94,7 +94,6 @@ def sample(
     from ..imageio import save_grid
     from ..noise import white_noise
     from ..samplers import sample as run_sampler
-    from ..schedule import leading_grid
 
     started = time.perf_counter()
     check_image_output(out)
@@ -106,7 +105,7 @@ def sample(
     g = torch.Generator(device=m.device).manual_seed(seed)
     x_T = prior_noise(m.process.noise).color(white_noise(m.shape(num), generator=g))
     with torch.no_grad():
-        grid = leading_grid(m.process.schedule, steps)
+        grid = m.grid(steps)
         x = run_sampler(net, x_T, grid, m.process.rule(eta), cond=cond, noise=g).x0
         images = torch.cat([m.to_image(x[i : i + 1]) for i in range(num)])
     save_grid(images.clamp(-1, 1), out, nrow=nrow)

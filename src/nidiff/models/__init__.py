@@ -31,6 +31,8 @@ _HOMES = {
     "ScaledNoise": ".prediction",
     "VPrediction": ".prediction",
     "StableDiffusion": ".stable_diffusion",
+    "ModelSpace": ".space",
+    "PixelSpace": ".space",
 }
 
 __all__ = sorted(_HOMES)

@@ -165,6 +165,29 @@ class StableDiffusion:
                 f"{max(f, width // f * f)})"
             )
 
+    # ------------------------------------------------------------ the ModelSpace contract
+    factor = property(lambda self: self.vae_scale_factor, doc="VAE factor (ModelSpace).")
+
+    def encode(self, images: Tensor) -> Tensor:
+        """:meth:`encode_image` (the :class:`~nidiff.models.space.ModelSpace` contract)."""
+        return self.encode_image(images)
+
+    def decode(self, x0: Tensor) -> Tensor:
+        """:meth:`decode_latents` (the :class:`~nidiff.models.space.ModelSpace` contract)."""
+        return self.decode_latents(x0)
+
+    def condition(self, names) -> list:
+        """Prompt embeddings ``(1, L, D)`` (``None`` stays ``None``); one batched encode."""
+        prompts = [n for n in names if n is not None]
+        if not prompts:
+            return [None for _ in names]
+        it = iter(self.encode_prompt([str(p) for p in prompts]).split(1))
+        return [None if n is None else next(it) for n in names]
+
+    def grid(self, steps: int) -> TimeGrid:
+        """:meth:`leading_grid`: the pipeline's own grid (``steps_offset`` included)."""
+        return self.leading_grid(steps)
+
     def leading_grid(self, steps: int) -> TimeGrid:
         """The pipeline's own ``steps``-step grid: "leading" spacing with its scheduler's
         ``steps_offset`` (1 for SD 1.x), the times diffusers' pipeline visits."""

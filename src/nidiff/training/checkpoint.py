@@ -70,8 +70,8 @@ class LoadedModel:
 
     @property
     def process(self) -> Process:
-        """The run-time :class:`~nidiff.process.Process` (schedule + noise) of this model."""
-        return Process(self.schedule, self.noise)
+        """The run-time :class:`~nidiff.process.Process` (schedule + noise + prediction)."""
+        return Process(self.schedule, self.noise, self.spec.build_prediction(self.noise))
 
     def step_rule(self, eta: float, clip_x0: tuple[float, float] | None = None):
         return self.process.rule(eta, clip_x0)
