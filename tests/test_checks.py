@@ -169,3 +169,20 @@ def test_broadcast_shape():
     assert broadcast_shape(a, b, "t", "lam") == (2, 1, 4, 4)
     with pytest.raises(ValueError, match=r"t of shape \(2,\) and lam of shape \(3,\)"):
         broadcast_shape(torch.zeros(2), torch.zeros(3), "t", "lam")
+
+
+def test_one_validation_of_skip_everywhere():
+    """``skip`` is a count: 2.0 (or a fraction) is refused by every method that takes it, with
+    the same message, and an integer out of range names the range."""
+    import numpy as np
+
+    from nidiff._checks import check_skip
+
+    assert check_skip(0, 5) == 0 and check_skip(np.int64(4), 5) == 4
+    for bad in (2.0, 0.36, True, "2", None):
+        with pytest.raises(ValueError, match="integer count of skipped steps"):
+            check_skip(bad, 5)
+    with pytest.raises(ValueError, match=r"skip=5 must be < steps=5 \(an integer in \[0, 4\]\)"):
+        check_skip(5, 5)
+    with pytest.raises(ValueError, match="must be < steps"):
+        check_skip(-1, 5)

@@ -6,6 +6,7 @@ offending parameter. Nothing in this module mutates a tensor it is given.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,6 +27,7 @@ __all__ = [
     "check_fixed_noise",
     "check_image",
     "check_in_range",
+    "check_skip",
     "deferred_finite_checks",
     "expand_like",
 ]
@@ -184,6 +186,26 @@ def check_in_range(
         raise ValueError(
             f"{name}={shown:g} is outside the allowed range {bracket}{low:g}, {high:g}]"
         )
+
+
+def check_skip(skip: object, steps: int, name: str = "skip", steps_name: str = "steps") -> int:
+    """The one validation of ``skip``, the count of skipped noisiest steps (EF's
+    :math:`T_{skip}`): an integer with ``0 <= skip < steps``. A float (``2.0``, or a fraction
+    as diffusers' LEDITS++ takes it) and a bool are refused, so the unit is never guessed.
+
+    Raises:
+        ValueError: naming ``name``, the value and the allowed range.
+    """
+    if isinstance(skip, bool) or not isinstance(skip, numbers.Integral):
+        raise ValueError(
+            f"{name}={skip!r} must be an integer count of skipped steps in [0, {steps - 1}] "
+            "(a count, not a fraction)"
+        )
+    if not 0 <= int(skip) < steps:
+        raise ValueError(
+            f"{name}={skip} must be < {steps_name}={steps} (an integer in [0, {steps - 1}])"
+        )
+    return int(skip)
 
 
 def check_image(x: Tensor, name: str = "x0", *, spatial: bool = False) -> Tensor:

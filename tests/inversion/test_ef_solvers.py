@@ -201,3 +201,23 @@ def test_rules_refuse_what_they_cannot_serve():
     edge = load_bundled("fashion-edge").process
     with pytest.raises(ValueError, match="edge-preserving"):
         edge.sampler("dpm++2m-sde")
+
+
+def test_every_method_refuses_a_fractional_skip(pixel):
+    """One validation of ``skip`` (EF, DDIM inversion, CycleDiffusion; P2P's is the same
+    function): 2.0 is refused everywhere alike."""
+    from nidiff.inversion import cycle_edit, cycle_invert, ddim_edit, ddim_invert
+
+    m, x0 = pixel
+    proc, grid, src = m.process, leading_grid(m.process.schedule, 4), torch.tensor([7])
+    g = torch.Generator().manual_seed(0)
+    ef = edit_friendly_invert(m.denoiser, x0, proc, grid, cond=src, generator=g)
+    dd = ddim_invert(m.denoiser, x0, proc, grid, cond=src)
+    cy = cycle_invert(m.denoiser, x0, proc, grid, cond=src, generator=g)
+    for edit in (
+        lambda: edit_friendly_regenerate(m.denoiser, ef, proc, skip=2.0),
+        lambda: ddim_edit(m.denoiser, dd, proc, cond=src, skip=2.0),
+        lambda: cycle_edit(m.denoiser, cy, proc, skip=2.0),
+    ):
+        with pytest.raises(ValueError, match="integer count of skipped steps"):
+            edit()

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from .._checks import check_skip
 from .batch import is_batch, on_error_option, read_rows, report_failures, run_rows, shard_of_env
 from .common import (
     GUIDANCE,
@@ -241,8 +242,8 @@ def edit(
         "cross_replace": cross_replace, "self_replace": self_replace, "p2p_mode": p2p_mode,
         "reweight": _reweights(reweight),
     }  # fmt: skip
-    if skip is not None and METHODS[method].skips and skip >= steps:
-        raise InputError(f"--skip={skip} must be < --steps={steps}")
+    if skip is not None and METHODS[method].skips:
+        input_errors(check_skip)(skip, steps, "--skip", "--steps")
     load = {"device": device, "dtype": dtype, "size": size}
     if is_batch(image):
         if save_map is not None:
@@ -303,8 +304,8 @@ def resolve_options(m: LoadedCli, method: str, given: dict[str, Any]) -> dict[st
             opts[name] = defaults[name]
     if opts["skip"] is None:
         opts["skip"] = round(defaults.get("skip_frac", SKIP_FRAC) * opts["steps"])
-    if METHODS[method].skips and opts["skip"] >= opts["steps"]:
-        raise InputError(f"--skip={opts['skip']} must be < --steps={opts['steps']}")
+    if METHODS[method].skips:
+        input_errors(check_skip)(opts["skip"], opts["steps"], "--skip", "--steps")
     if opts["strength"] is None:
         opts["strength"] = STRENGTH.get(method, 0.5)
     return opts

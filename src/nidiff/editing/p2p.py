@@ -38,7 +38,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .._checks import check_in_range
+from .._checks import check_in_range, check_skip
 from ..inversion.io import Inversion, describe_process
 from ..models.attention import (
     AttentionEdit,
@@ -222,8 +222,7 @@ def p2p_edit_friendly(
     else:
         raise ValueError(f"source must be latents (B, C, h, w) or an Inversion, not {source!r}")
     n = len(grid)
-    if isinstance(skip, bool) or not isinstance(skip, int) or not 0 <= skip < n:
-        raise ValueError(f"skip={skip!r} must be an integer with 0 <= skip < steps={n}")
+    skip = check_skip(skip, n)
     # the edit is built (and its arguments checked) before any network call
     edit = _edit(
         sd, source_prompt, target_prompt, grid, skip, cross_replace, self_replace, mode,

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_fixed_noise, check_image
+from .._checks import check_fixed_noise, check_image, check_skip
 from ..models.contract import Denoiser, model_time, with_guidance
 from ..process import Process
 from ..result import EditResult
@@ -125,9 +125,7 @@ def ddim_edit(
     """
     check_fixed_noise(process, "ddim_edit")
     n = len(inversion.grid)
-    if isinstance(skip, bool) or int(skip) != skip or not 0 <= skip < n:
-        raise ValueError(f"skip={skip} must be an integer in [0, {n - 1}] (the grid has {n} steps)")
-    skip = int(skip)
+    skip = check_skip(skip, n)
     net = with_guidance(model, guidance, null_cond)
     x_start = inversion.trajectory[skip]
     res = sample(net, x_start, inversion.grid[skip:], process.rule(0.0), cond=cond)

@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_image, check_in_range, deferred_finite_checks
+from .._checks import check_image, check_in_range, check_skip, deferred_finite_checks
 from ..models.contract import Denoiser, with_guidance
 from ..noise.base import white_noise
 from ..process import Process
@@ -251,10 +251,7 @@ def edit_friendly_regenerate(
     """
     check_process(inversion.process_info, process)
     n = inversion.steps
-    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
-        raise ValueError(f"skip={skip!r} must be a non-negative integer (a count of steps)")
-    if skip >= n:
-        raise ValueError(f"skip={skip} must be < steps={n}")
+    skip = check_skip(skip, n)
     if isinstance(zs, Tensor):
         raise ValueError("zs must be a list of N maps; for a stacked tensor pass list(zs)")
     if x_T is not None and skip != 0:

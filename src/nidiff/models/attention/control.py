@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..._checks import check_skip
 from ...schedule import TimeGrid
 from ..contract import Denoiser, time_per_sample
 from .tokens import TokenMap
@@ -186,8 +187,7 @@ def window_threshold(grid: TimeGrid, fraction: float, skip: int = 0) -> float:
     n = len(grid)
     if not 0.0 <= float(fraction) <= 1.0:
         raise ValueError(f"fraction={fraction!r} must lie in [0, 1]")
-    if isinstance(skip, bool) or not isinstance(skip, int) or not 0 <= skip < n:
-        raise ValueError(f"skip={skip!r} must be an integer in [0, {n})")
+    skip = check_skip(skip, n)
     k = round(float(fraction) * (n - skip))
     if k == 0:
         return math.inf
