@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from .._checks import check_skip
+from ..methods import EF_PAPER, OPTION_NAMES, P2P_PAPER, SKIP_FRAC, check_options
 from .batch import is_batch, on_error_option, read_rows, report_failures, run_rows, shard_of_env
 from .common import (
     GUIDANCE,
@@ -28,14 +29,11 @@ from .common import (
     size_option,
     write_record,
 )
-from .latent import EF_PAPER, P2P_PAPER
 from .methods import METHODS, check_method, run_method
 from .model import LoadedCli, load_cli_model
 
 __all__ = ["METHODS", "edit", "run_method"]
 
-SKIP_FRAC = 0.3  # default skip of the inversion methods, as a fraction of the steps
-STRENGTH = {"sdedit": 0.6, "diffedit": 0.5}
 _SD_EF = (
     f"Stable Diffusion with --method ef: unless given, the EF paper's {EF_PAPER['steps']} steps, "
     f"η {EF_PAPER['eta']:g}, --source-guidance {EF_PAPER['source_guidance']:g}, --guidance "
@@ -232,6 +230,7 @@ def edit(
     (RANK, WORLD_SIZE) each process takes rows[rank::world]. Row i uses seed SEED + i.
     """
     started = time.perf_counter()
+    check_options(method, {name for name in OPTION_NAMES if option_given(name)})
     if save_map is not None and not METHODS[method].has_map:
         with_map = ", ".join(n for n, m in METHODS.items() if m.has_map)
         raise InputError(f"--save-map needs a method with a map ({with_map}), not {method}")
@@ -303,11 +302,11 @@ def resolve_options(m: LoadedCli, method: str, given: dict[str, Any]) -> dict[st
         if name in defaults and not option_given(name):
             opts[name] = defaults[name]
     if opts["skip"] is None:
-        opts["skip"] = round(defaults.get("skip_frac", SKIP_FRAC) * opts["steps"])
+        opts["skip"] = round(defaults["skip_frac"] * opts["steps"])
     if METHODS[method].skips:
         input_errors(check_skip)(opts["skip"], opts["steps"], "--skip", "--steps")
     if opts["strength"] is None:
-        opts["strength"] = STRENGTH.get(method, 0.5)
+        opts["strength"] = defaults["strength"]
     return opts
 
 

@@ -20,27 +20,10 @@ import click
 import torch
 from torch import Tensor
 
+from ..methods import EF_PAPER, P2P_PAPER, method_defaults
 from .common import InputError, check_image_file
 
-__all__ = ["EF_PAPER", "P2P_PAPER", "SD_GUIDANCE", "LatentModel"]
-
-#: EF defaults for Stable Diffusion (Huberman-Spiegelglas et al. 2024, Sec. 6): 100 steps,
-#: η = 1, source guidance 3.5, target guidance 15, skip 36 of 100 (scaled: 0.36 × steps).
-EF_PAPER: dict[str, Any] = {
-    "steps": 100,
-    "eta": 1.0,
-    "source_guidance": 3.5,
-    "guidance": 15.0,
-    "skip_frac": 0.36,
-}
-
-#: The classifier-free guidance scale of Stable Diffusion's own pipeline, for the other methods.
-SD_GUIDANCE = 7.5
-
-#: P2P + EF defaults (EF paper, Table 3 "P2P + Our inv."): 100 steps, η = 1, source guidance
-#: 3.5, target guidance 9, skip 12 of 100, cross-attention replaced during 60 % and
-#: self-attention injected during 20 % of the steps run.
-P2P_PAPER: dict[str, Any] = {**EF_PAPER, "guidance": 9.0, "skip_frac": 0.12}
+__all__ = ["EF_PAPER", "P2P_PAPER", "LatentModel"]
 
 
 class LatentModel:
@@ -144,8 +127,9 @@ class LatentModel:
 
     def defaults(self, method: str) -> dict[str, Any]:
         """The EF paper's settings for ``ef`` (:data:`EF_PAPER`) and ``p2p``
-        (:data:`P2P_PAPER`); Stable Diffusion's usual guidance scale 7.5 for the others."""
-        return dict({"ef": EF_PAPER, "p2p": P2P_PAPER}.get(method, {"guidance": SD_GUIDANCE}))
+        (:data:`P2P_PAPER`); Stable Diffusion's usual guidance scale 7.5 for the others
+        (:func:`nidiff.methods.method_defaults`)."""
+        return method_defaults(method, latent=True)
 
     def describe(self) -> dict[str, Any]:
         return {

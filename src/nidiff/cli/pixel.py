@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..bundled import MODELS, model_dir
+from ..methods import method_defaults
 from ..models.space import PixelSpace
 from .common import InputError, check_image_file, class_conditions, input_errors
 
@@ -102,7 +103,8 @@ class PixelModel:
         return (num, self.channels, self.size, self.size)
 
     def defaults(self, method: str) -> dict[str, Any]:
-        return {}
+        """nidiff's pixel defaults (:func:`nidiff.methods.method_defaults`)."""
+        return method_defaults(method, latent=False)
 
     def describe(self) -> dict[str, Any]:
         return {

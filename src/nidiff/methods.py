@@ -1,0 +1,333 @@
+r"""Every editing method by name: the one registry the CLI, the benchmarks, the overhead counter
+and the studio read.
+
+A :class:`MethodInfo` row says what a method is (its label in tables, what it needs and
+returns), which options apply to it (an option given to a method it does not apply to is an
+error, not a silent no-op) and runs it on a :class:`~nidiff.models.space.ModelSpace`:
+
+.. code-block:: python
+
+    info = METHODS["ef"]
+    res, extra_nfe = info.run(EditCall(space, x0, src, tgt, space.grid(50), generator, opts))
+
+**Defaults** live here too (:func:`method_defaults`): nidiff's pixel defaults, and for latent
+text-to-image models the papers' own settings (:data:`EF_PAPER`, :data:`P2P_PAPER`).
+
+**Adding a method**: write ``def _name(c: EditCall) -> tuple[EditResult, int]`` and add a row to
+:data:`METHODS`; ``--method`` choices, its help, the option checks and the benchmarks' lists
+follow from the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "EF_PAPER",
+    "METHODS",
+    "OPTION_NAMES",
+    "P2P_PAPER",
+    "EditCall",
+    "EditOptions",
+    "MethodInfo",
+    "check_options",
+    "method_defaults",
+]
+
+#: EF defaults for Stable Diffusion (Huberman-Spiegelglas et al. 2024, Sec. 6): 100 steps,
+#: η = 1, source guidance 3.5, target guidance 15, skip 36 of 100 (scaled: 0.36 × steps).
+EF_PAPER: dict[str, Any] = {
+    "steps": 100,
+    "eta": 1.0,
+    "source_guidance": 3.5,
+    "guidance": 15.0,
+    "skip_frac": 0.36,
+}
+#: P2P + EF defaults (EF paper, Table 3 "P2P + Our inv."): the EF settings with target guidance
+#: 9 and skip 12 of 100; cross-attention replaced during 60 % and self-attention injected during
+#: 20 % of the steps run.
+P2P_PAPER: dict[str, Any] = {**EF_PAPER, "guidance": 9.0, "skip_frac": 0.12}
+#: The guidance scale of Stable Diffusion's own pipeline, for the other methods on SD.
+SD_GUIDANCE = 7.5
+#: nidiff's defaults on pixel models: skip as a fraction of the steps, strengths per method.
+SKIP_FRAC = 0.3
+STRENGTH = {"sdedit": 0.6, "diffedit": 0.5}
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """The numeric options of one edit (the CLI's ``--steps`` … ``--reweight``)."""
+
+    steps: int = 50
+    guidance: float = 3.0
+    source_guidance: float = 1.0
+    eta: float = 1.0
+    skip: int = 15
+    strength: float = 0.5
+    factor: int = 4
+    map_n: int = 10
+    map_strength: float = 0.5
+    threshold: float = 0.5
+    preserve: bool = False
+    cross_replace: float = 0.6
+    self_replace: float = 0.2
+    p2p_mode: str = "replace"
+    reweight: tuple[tuple[str, float], ...] = ()
+
+
+#: Every option name of :class:`EditOptions`.
+OPTION_NAMES = tuple(f.name for f in fields(EditOptions))
+#: Options every method takes.
+COMMON = frozenset({"steps", "guidance"})
+
+
+@dataclass(frozen=True)
+class EditCall:
+    """One edit: a model in its space, the source ``x0`` there, the source and target
+    conditions, the grid, the one generator every draw comes from, and the options."""
+
+    space: Any
+    x0: Tensor
+    source: Any
+    target: Any
+    grid: Any
+    generator: torch.Generator
+    options: EditOptions
+    prompts: tuple[str | None, str | None] = (None, None)
+
+    @property
+    def guide(self) -> dict[str, Any]:
+        """Target-side guidance with the model's unconditional condition."""
+        return {"guidance": self.options.guidance, "null_cond": self.space.null_cond()}
+
+    @property
+    def src_guide(self) -> dict[str, Any]:
+        """Inversion-side guidance (``source_guidance``)."""
+        return {"guidance": self.options.source_guidance, "null_cond": self.space.null_cond()}
+
+    def weighting_map(self):
+        from .editing import weighting_map
+
+        s, o = self.space, self.options
+        return weighting_map(
+            s.denoiser, self.x0, s.process, source_cond=self.source, target_cond=self.target,
+            strength=o.map_strength, n=o.map_n, generator=self.generator,
+        )  # fmt: skip
+
+    def ef_invert(self):
+        from .inversion import edit_friendly_invert
+
+        s = self.space
+        return edit_friendly_invert(
+            s.denoiser, self.x0, s.process, self.grid, cond=self.source, eta=self.options.eta,
+            generator=self.generator, **self.src_guide,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A row of :data:`METHODS`.
+
+    Attributes:
+        name: the CLI's ``--method`` name. label: the name in tables and figures.
+        about: one line for ``--help``. paper: where the method is from.
+        run: ``run(call) -> (EditResult, extra_nfe)``, the model calls spent outside the result.
+        options: the :class:`EditOptions` that apply (besides ``steps`` and ``guidance``).
+        has_map: returns a λ map or mask (``--save-map``). inverts: inverts, then regenerates
+            after ``skip`` steps. text_only: needs a text-to-image latent model (its UNet).
+        conditions: which of source and target it uses.
+        check: validates a (source, target) pair up front (batch mode checks every row first).
+    """
+
+    name: str
+    label: str
+    about: str
+    paper: str
+    run: Callable[[EditCall], tuple[Any, int]]
+    options: frozenset[str]
+    has_map: bool = False
+    inverts: bool = False
+    text_only: bool = False
+    conditions: tuple[str, ...] = ("source", "target")
+    check: Callable[[Any, str, str, EditOptions], None] | None = None
+
+    @property
+    def skips(self) -> bool:
+        """Whether ``skip`` applies (the inverting methods)."""
+        return "skip" in self.options
+
+
+def _ngdm(c: EditCall) -> tuple[Any, int]:
+    from .editing import ngdm
+
+    s, o, wm = c.space, c.options, c.weighting_map()
+    res = ngdm(
+        s.denoiser, c.x0, s.process, c.grid, wm.lam, cond=c.target, eta=o.eta,
+        generator=c.generator, preserve=o.preserve, **c.guide,
+    )  # fmt: skip
+    return res, wm.nfe
+
+
+def _ngdm_ef(c: EditCall) -> tuple[Any, int]:
+    from .editing import ngdm_edit_friendly
+
+    s, wm = c.space, c.weighting_map()
+    inv = c.ef_invert()
+    res = ngdm_edit_friendly(
+        s.denoiser, inv, s.process, wm.lam, cond=c.target, preserve=c.options.preserve,
+        **c.guide,
+    )  # fmt: skip
+    return res, wm.nfe + len(c.grid)
+
+
+def _ef(c: EditCall) -> tuple[Any, int]:
+    from .inversion import edit_friendly_regenerate
+
+    s, inv = c.space, c.ef_invert()
+    res = edit_friendly_regenerate(
+        s.denoiser, inv, s.process, cond=c.target, skip=c.options.skip, **c.guide
+    )
+    return res, len(c.grid)
+
+
+def _cycle(c: EditCall) -> tuple[Any, int]:
+    from .inversion import cycle_edit, cycle_invert
+
+    s, o = c.space, c.options
+    inv = cycle_invert(
+        s.denoiser, c.x0, s.process, c.grid, cond=c.source, eta=o.eta, generator=c.generator,
+        **c.src_guide,
+    )  # fmt: skip
+    res = cycle_edit(s.denoiser, inv, s.process, cond=c.target, skip=o.skip, **c.guide)
+    return res, len(c.grid)
+
+
+def _ddim(c: EditCall) -> tuple[Any, int]:
+    from .inversion import ddim_edit, ddim_invert
+
+    s = c.space
+    inv = ddim_invert(s.denoiser, c.x0, s.process, c.grid, cond=c.source, **c.src_guide)
+    res = ddim_edit(s.denoiser, inv, s.process, cond=c.target, skip=c.options.skip, **c.guide)
+    return res, inv.nfe
+
+
+def _sdedit(c: EditCall) -> tuple[Any, int]:
+    from .editing import sdedit
+
+    s, o = c.space, c.options
+    res = sdedit(
+        s.denoiser, c.x0, s.process, c.grid, strength=o.strength, cond=c.target, eta=o.eta,
+        generator=c.generator, **c.guide,
+    )  # fmt: skip
+    return res, 0
+
+
+def _ilvr(c: EditCall) -> tuple[Any, int]:
+    from .editing import ilvr
+
+    s, o = c.space, c.options
+    res = ilvr(
+        s.denoiser, c.x0, s.process, c.grid, factor=o.factor, cond=c.target, eta=o.eta,
+        generator=c.generator, **c.guide,
+    )  # fmt: skip
+    return res, 0
+
+
+def _diffedit(c: EditCall) -> tuple[Any, int]:
+    from .editing import diffedit
+
+    s, o = c.space, c.options
+    res = diffedit(
+        s.denoiser, c.x0, s.process, c.grid, source_cond=c.source, target_cond=c.target,
+        strength=o.strength, mask_strength=o.map_strength, mask_n=o.map_n,
+        mask_threshold=o.threshold, generator=c.generator, **c.guide,
+    )  # fmt: skip
+    return res, 0
+
+
+def _p2p(c: EditCall) -> tuple[Any, int]:
+    from .editing import p2p_edit_friendly
+
+    o = c.options
+    source, target = c.prompts
+    res = p2p_edit_friendly(
+        c.space, c.x0, source, target, grid=c.grid, skip=o.skip,
+        source_guidance=o.source_guidance, guidance=o.guidance, eta=o.eta,
+        cross_replace=o.cross_replace, self_replace=o.self_replace, mode=o.p2p_mode,
+        reweight=dict(o.reweight) or None, generator=c.generator,
+    )  # fmt: skip
+    return res, 0  # res.nfe already counts the inversion
+
+
+def _p2p_check(space: Any, source: str, target: str, o: EditOptions) -> None:
+    """The prompts must align in ``p2p_mode`` and every re-weighted word be in the target."""
+    from .editing import p2p_token_map
+    from .models.attention import token_weights
+
+    p2p_token_map(space, source, target, o.p2p_mode)
+    if o.reweight:
+        token_weights(space.tokenizer, target, dict(o.reweight))
+
+
+_MAP = frozenset({"map_n", "map_strength"})
+_INVERT = frozenset({"source_guidance", "eta", "skip"})
+
+#: Every method by its ``--method`` name, in the order ``--help`` and the tables list them.
+METHODS: dict[str, MethodInfo] = {
+    m.name: m
+    for m in (
+        MethodInfo("ngdm", "NGDM", "per-pixel start times (NGDM Alg. 1)", "NGDM Alg. 1, Sec. 3.4",
+                   _ngdm, _MAP | {"eta", "preserve"}, has_map=True),
+        MethodInfo("ef", "EF", "edit-friendly inversion", "EF Alg. 1, Sec. 4", _ef, _INVERT,
+                   inverts=True),
+        MethodInfo("ngdm-ef", "NGDM+EF", "both", "nidiff: NGDM's start times on EF maps",
+                   _ngdm_ef, _MAP | {"source_guidance", "eta", "preserve"}, has_map=True,
+                   inverts=True),
+        MethodInfo("sdedit", "SDEdit", "", "Meng et al. 2022", _sdedit,
+                   frozenset({"strength", "eta"}), conditions=("target",)),
+        MethodInfo("ilvr", "ILVR", "", "Choi et al. 2021", _ilvr, frozenset({"factor", "eta"}),
+                   conditions=("target",)),
+        MethodInfo("ddim", "DDIM inv.", "DDIM inversion", "EF Table 1 baseline", _ddim,
+                   frozenset({"source_guidance", "skip"}), inverts=True),
+        MethodInfo("cycle", "CycleDiff.", "CycleDiffusion", "Wu & De la Torre 2023", _cycle,
+                   _INVERT, inverts=True),
+        MethodInfo("diffedit", "DiffEdit", "", "Couairon et al. 2023", _diffedit,
+                   _MAP | {"strength", "threshold"}, has_map=True),
+        MethodInfo("p2p", "P2P+EF", "Prompt-to-Prompt + EF inversion (SD)", "EF Table 3", _p2p,
+                   _INVERT | {"cross_replace", "self_replace", "p2p_mode", "reweight"},
+                   inverts=True, text_only=True, check=_p2p_check),
+    )
+}  # fmt: skip
+
+
+def method_defaults(method: str, latent: bool) -> dict[str, Any]:
+    """Option defaults of ``method`` that differ from :class:`EditOptions`' own: for latent
+    text-to-image models the EF paper's settings for ``ef`` and ``p2p`` (:data:`EF_PAPER`,
+    :data:`P2P_PAPER`) and Stable Diffusion's guidance 7.5 for the rest; on pixel models
+    nidiff's strengths. ``skip_frac`` is the default ``skip`` as a fraction of ``steps``.
+    ``method="sample"`` gives the defaults of plain sampling (Stable Diffusion: guidance 7.5)."""
+    if method == "sample":
+        return {"guidance": SD_GUIDANCE} if latent else {}
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+    out: dict[str, Any] = {"skip_frac": SKIP_FRAC, "strength": STRENGTH.get(method, 0.5)}
+    if latent:
+        out |= {"ef": EF_PAPER, "p2p": P2P_PAPER}.get(method, {"guidance": SD_GUIDANCE})
+    return out
+
+
+def check_options(method: str, given: set[str] | frozenset[str]) -> None:
+    """Raise ``ValueError`` for an option given to a method it does not apply to (naming the
+    methods it applies to), instead of accepting and ignoring it."""
+    info = METHODS[method]
+    for name in sorted(given - COMMON - info.options):
+        users = [m.name for m in METHODS.values() if name in m.options]
+        raise ValueError(
+            f"--{name.replace('_', '-')} does not apply to --method {method}; it applies to "
+            f"{', '.join(users)}"
+        )
