@@ -66,7 +66,8 @@ class EditOptions:
     steps: int = 50
     guidance: float = 3.0
     source_guidance: float = 1.0
-    eta: float = 1.0
+    eta: float | None = 1.0  # None: the sampler's own (when ``sampler`` is named)
+    sampler: str | None = None  # None: the process's own rule with ``eta``
     skip: int = 15
     strength: float = 0.5
     factor: int = 4
@@ -110,6 +111,13 @@ class EditCall:
         """Inversion-side guidance (``source_guidance``)."""
         return {"guidance": self.options.source_guidance, "null_cond": self.space.null_cond()}
 
+    def rule(self) -> Any:
+        """The step rule of this edit: ``sampler`` (with ``eta`` if given), or the process's own
+        rule with ``eta`` (:func:`nidiff.samplers.registry.choose_rule`)."""
+        from .samplers.registry import choose_rule
+
+        return choose_rule(self.space.process, self.options.sampler, eta=self.options.eta)
+
     def weighting_map(self):
         from .editing import weighting_map
 
@@ -124,7 +132,7 @@ class EditCall:
 
         s = self.space
         return edit_friendly_invert(
-            s.denoiser, self.x0, s.process, self.grid, cond=self.source, eta=self.options.eta,
+            s.denoiser, self.x0, s.process, self.grid, cond=self.source, rule=self.rule(),
             generator=self.generator, **self.src_guide,
         )  # fmt: skip
 
@@ -167,7 +175,7 @@ def _ngdm(c: EditCall) -> tuple[Any, int]:
 
     s, o, wm = c.space, c.options, c.weighting_map()
     res = ngdm(
-        s.denoiser, c.x0, s.process, c.grid, wm.lam, cond=c.target, eta=o.eta,
+        s.denoiser, c.x0, s.process, c.grid, wm.lam, cond=c.target, rule=c.rule(),
         generator=c.generator, preserve=o.preserve, **c.guide,
     )  # fmt: skip
     return res, wm.nfe
@@ -221,7 +229,7 @@ def _sdedit(c: EditCall) -> tuple[Any, int]:
 
     s, o = c.space, c.options
     res = sdedit(
-        s.denoiser, c.x0, s.process, c.grid, strength=o.strength, cond=c.target, eta=o.eta,
+        s.denoiser, c.x0, s.process, c.grid, strength=o.strength, cond=c.target, rule=c.rule(),
         generator=c.generator, **c.guide,
     )  # fmt: skip
     return res, 0
@@ -232,7 +240,7 @@ def _ilvr(c: EditCall) -> tuple[Any, int]:
 
     s, o = c.space, c.options
     res = ilvr(
-        s.denoiser, c.x0, s.process, c.grid, factor=o.factor, cond=c.target, eta=o.eta,
+        s.denoiser, c.x0, s.process, c.grid, factor=o.factor, cond=c.target, rule=c.rule(),
         generator=c.generator, **c.guide,
     )  # fmt: skip
     return res, 0
@@ -275,31 +283,33 @@ def _p2p_check(space: Any, source: str, target: str, o: EditOptions) -> None:
 
 
 _MAP = frozenset({"map_n", "map_strength"})
-_INVERT = frozenset({"source_guidance", "eta", "skip"})
+_STEP = frozenset({"eta", "sampler"})  # the step rule: any sampler of the registry
+_INVERT = frozenset({"source_guidance", "skip"}) | _STEP
 
 #: Every method by its ``--method`` name, in the order ``--help`` and the tables list them.
 METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in (
         MethodInfo("ngdm", "NGDM", "per-pixel start times (NGDM Alg. 1)", "NGDM Alg. 1, Sec. 3.4",
-                   _ngdm, _MAP | {"eta", "preserve"}, has_map=True),
+                   _ngdm, _MAP | _STEP | {"preserve"}, has_map=True),
         MethodInfo("ef", "EF", "edit-friendly inversion", "EF Alg. 1, Sec. 4", _ef, _INVERT,
                    inverts=True),
         MethodInfo("ngdm-ef", "NGDM+EF", "both", "nidiff: NGDM's start times on EF maps",
-                   _ngdm_ef, _MAP | {"source_guidance", "eta", "preserve"}, has_map=True,
+                   _ngdm_ef, _MAP | _STEP | {"source_guidance", "preserve"}, has_map=True,
                    inverts=True),
-        MethodInfo("sdedit", "SDEdit", "", "Meng et al. 2022", _sdedit,
-                   frozenset({"strength", "eta"}), conditions=("target",)),
-        MethodInfo("ilvr", "ILVR", "", "Choi et al. 2021", _ilvr, frozenset({"factor", "eta"}),
+        MethodInfo("sdedit", "SDEdit", "", "Meng et al. 2022", _sdedit, _STEP | {"strength"},
+                   conditions=("target",)),
+        MethodInfo("ilvr", "ILVR", "", "Choi et al. 2021", _ilvr, _STEP | {"factor"},
                    conditions=("target",)),
         MethodInfo("ddim", "DDIM inv.", "DDIM inversion", "EF Table 1 baseline", _ddim,
                    frozenset({"source_guidance", "skip"}), inverts=True),
         MethodInfo("cycle", "CycleDiff.", "CycleDiffusion", "Wu & De la Torre 2023", _cycle,
-                   _INVERT, inverts=True),
+                   frozenset({"source_guidance", "skip", "eta"}), inverts=True),
         MethodInfo("diffedit", "DiffEdit", "", "Couairon et al. 2023", _diffedit,
                    _MAP | {"strength", "threshold"}, has_map=True),
         MethodInfo("p2p", "P2P+EF", "Prompt-to-Prompt + EF inversion (SD)", "EF Table 3", _p2p,
-                   _INVERT | {"cross_replace", "self_replace", "p2p_mode", "reweight"},
+                   frozenset({"source_guidance", "skip", "eta", "cross_replace", "self_replace",
+                              "p2p_mode", "reweight"}),
                    inverts=True, text_only=True, check=_p2p_check),
     )
 }  # fmt: skip

@@ -38,8 +38,10 @@ __all__ = [
     "record_path",
     "resolve_device",
     "resolve_dtype",
+    "sampler_option",
     "seed_option",
     "size_option",
+    "step_rule",
     "write_record",
 ]
 
@@ -133,6 +135,29 @@ def eta_option(help: str, *, min_open: bool = False) -> Callable[..., Any]:
         show_default=True,
         help=help,
     )
+
+
+def sampler_option(help: str) -> Callable[..., Any]:
+    """``--sampler NAME``: a step rule of :data:`nidiff.samplers.SAMPLERS` (default: the
+    process's own, DDPM or DDIM(η); the edge-preserving posterior for EP models)."""
+    from ..samplers.registry import SAMPLERS
+
+    return click.option(
+        "--sampler",
+        type=click.Choice(list(SAMPLERS)),
+        default=None,
+        show_default="the model's own: ddpm (ddim with --eta < 1), edge-posterior for EP models",
+        help=help + "; " + "; ".join(f"{n}: {s.summary}" for n, s in SAMPLERS.items()),
+    )
+
+
+def step_rule(process: Any, sampler: str | None, eta: float) -> Any:
+    """The rule a command runs: ``--sampler`` (with ``--eta`` when given, for samplers that take
+    one) or the process's own rule with ``--eta``; a mismatch is exit 2 naming both."""
+    from ..samplers.registry import choose_rule
+
+    eta_arg = eta if sampler is None or option_given("eta") else None
+    return input_errors(choose_rule)(process, sampler, eta=eta_arg)
 
 
 def overwrite_option(fn: Callable[..., Any]) -> Callable[..., Any]:

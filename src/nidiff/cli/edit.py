@@ -25,6 +25,7 @@ from .common import (
     option_given,
     overwrite_option,
     record_path,
+    sampler_option,
     seed_option,
     size_option,
     write_record,
@@ -83,6 +84,7 @@ _SD_EF = (
 @eta_option(
     "η of the stochastic steps (ngdm, ef, ngdm-ef, sdedit, ilvr, cycle; ef/cycle need η > 0)"
 )
+@sampler_option("step rule (ngdm, ef, ngdm-ef, sdedit, ilvr); ef and ngdm-ef need a stochastic one")
 @click.option(
     "--skip",
     type=click.IntRange(min=0),
@@ -200,6 +202,7 @@ def edit(
     guidance: float,
     source_guidance: float,
     eta: float,
+    sampler: str | None,
     skip: int | None,
     strength: float | None,
     factor: int,
@@ -235,7 +238,8 @@ def edit(
         with_map = ", ".join(n for n, m in METHODS.items() if m.has_map)
         raise InputError(f"--save-map needs a method with a map ({with_map}), not {method}")
     given = {
-        "steps": steps, "guidance": guidance, "source_guidance": source_guidance, "eta": eta,
+        "steps": steps, "guidance": guidance, "source_guidance": source_guidance,
+        "eta": eta if sampler is None or option_given("eta") else None, "sampler": sampler,
         "skip": skip, "strength": strength, "factor": factor, "map_n": map_n,
         "map_strength": map_strength, "threshold": threshold, "preserve": preserve,
         "cross_replace": cross_replace, "self_replace": self_replace, "p2p_mode": p2p_mode,

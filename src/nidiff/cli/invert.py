@@ -18,8 +18,10 @@ from .common import (
     option_given,
     overwrite_option,
     record_path,
+    sampler_option,
     seed_option,
     size_option,
+    step_rule,
     write_record,
 )
 from .model import load_cli_model
@@ -51,6 +53,7 @@ from .model import load_cli_model
 @seed_option
 @guidance_option(1.0, "classifier-free guidance scale of the inversion (Stable Diffusion: 3.5)")
 @eta_option("η of the inverted steps, in (0, 1]", min_open=True)
+@sampler_option("stochastic step rule whose noise is recorded (regenerate replays it)")
 @click.option(
     "--resize",
     is_flag=True,
@@ -72,6 +75,7 @@ def invert(
     seed: int,
     guidance: float,
     eta: float,
+    sampler: str | None,
     resize: bool,
     overwrite: bool,
 ) -> None:
@@ -80,6 +84,7 @@ def invert(
     Regenerate or edit the result with `nidiff regenerate OUT`.
     """
     from ..inversion import edit_friendly_invert, save_inversion
+    from ..inversion.edit_friendly import inversion_rule
 
     started = time.perf_counter()
     check_outputs([out, record_path(out)], [image], overwrite)
@@ -88,17 +93,20 @@ def invert(
     steps = steps if option_given("steps") else paper.get("steps", steps)
     eta = eta if option_given("eta") else paper.get("eta", eta)
     guidance = guidance if option_given("guidance") else paper.get("source_guidance", guidance)
+    rule = step_rule(m.process, sampler, eta)
+    input_errors(inversion_rule)(m.process, 1.0, rule)  # a deterministic rule: before any work
+    grid = m.grid(steps)
     x0 = m.load_image(image, resize)
     (src,) = m.conditions(source)
     inv = edit_friendly_invert(
         m.denoiser,
         x0,
         m.process,
-        m.grid(steps),
+        grid,
         cond=src,
         guidance=guidance,
         null_cond=m.null,
-        eta=eta,
+        rule=rule,
         generator=torch.Generator(device=m.device).manual_seed(seed),
     )
     save_inversion(inv, out, overwrite=overwrite)
@@ -109,7 +117,7 @@ def invert(
         seed=seed,
         method="edit_friendly",
         nfe=steps,
-        resolved={"steps": steps, "eta": eta, "guidance": guidance},
+        resolved={"steps": steps, "eta": eta, "guidance": guidance, "sampler": inv.sampler},
         model=m.describe(),
         **m.condition_record("source", source, src),
     )

@@ -19,6 +19,7 @@ from .common import (
     input_errors,
     overwrite_option,
     record_path,
+    sampler_option,
     write_record,
 )
 from .model import load_cli_model
@@ -161,6 +162,9 @@ def _check_inversion_file(path: Path) -> None:
     help="resize --color-mask/--color images of another size to the model's (implied for "
     "Stable Diffusion)",
 )
+@sampler_option(
+    "the inversion's step rule (its maps replay only with it; another name is refused)"
+)
 @overwrite_option
 @input_errors
 def regenerate(
@@ -178,6 +182,7 @@ def regenerate(
     color_file: Path | None,
     color_strength: float,
     resize: bool,
+    sampler: str | None,
     overwrite: bool,
 ) -> None:
     """Regenerate INVERSION (from `nidiff invert`); with its own class and guidance the result
@@ -207,6 +212,14 @@ def regenerate(
     model = _model_of(inversion) if model is None else model
     m = load_cli_model(model, device=device, dtype=dtype)
     inv = load_inversion(inversion, process=m.process, device=str(m.device))
+    recorded = inv.sampler["sampler"]
+    if sampler is not None and sampler != recorded and not (
+        sampler == "ddpm" and recorded == "ddim" and inv.sampler.get("eta") == 1.0
+    ):
+        raise InputError(
+            f"--sampler {sampler}: {inversion} was recorded with {recorded}, and its noise maps "
+            f"replay only with the rule that recorded them (omit --sampler)"
+        )
     m.size = int(inv.x0.shape[-1]) * m.factor  # the inverted image's size
     (tgt,) = m.conditions(target)
     kw = {"cond": tgt, "guidance": guidance, "null_cond": m.null, "skip": skip}

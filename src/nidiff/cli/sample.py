@@ -19,8 +19,10 @@ from .common import (
     option_given,
     overwrite_option,
     record_path,
+    sampler_option,
     seed_option,
     size_option,
+    step_rule,
     steps_option,
     write_record,
 )
@@ -52,6 +54,7 @@ from .model import load_cli_model
     3.0, "classifier-free guidance scale (conditional models, with --class; Stable Diffusion: 7.5)"
 )
 @eta_option("η: 1 ancestral (DDPM) steps, 0 deterministic DDIM")
+@sampler_option("step rule")
 @seed_option
 @click.option(
     "--nrow",
@@ -80,6 +83,7 @@ def sample(
     steps: int,
     guidance: float,
     eta: float,
+    sampler: str | None,
     seed: int,
     nrow: int | None,
     out: Path,
@@ -90,10 +94,10 @@ def sample(
     x_T = Σ^{1/2} z with z ~ N(0, I) from the seeded generator, then STEPS steps of DDIM(η)
     over the leading grid; Stable Diffusion samples latents and decodes them.
     """
-    from ..generate import prior_noise
     from ..imageio import save_grid
     from ..noise import white_noise
     from ..samplers import sample as run_sampler
+    from ..samplers.registry import rule_spec
 
     started = time.perf_counter()
     check_image_output(out)
@@ -101,12 +105,13 @@ def sample(
     m = load_cli_model(model, device=device, dtype=dtype, size=size)
     if not option_given("guidance"):
         guidance = m.defaults("sample").get("guidance", guidance)
+    rule, grid = step_rule(m.process, sampler, eta), m.grid(steps)
     net, cond, conditioning = m.sampling(class_name, num, guidance)
     g = torch.Generator(device=m.device).manual_seed(seed)
-    x_T = prior_noise(m.process.noise).color(white_noise(m.shape(num), generator=g))
+    x_T = m.process.prior(white_noise(m.shape(num), generator=g))
     with torch.no_grad():
-        grid = m.grid(steps)
-        x = run_sampler(net, x_T, grid, m.process.rule(eta), cond=cond, noise=g).x0
+        run = run_sampler(net, x_T, grid, rule, cond=cond, noise=g)
+        x = run.x0
         images = torch.cat([m.to_image(x[i : i + 1]) for i in range(num)])
     save_grid(images.clamp(-1, 1), out, nrow=nrow)
     write_record(
@@ -115,7 +120,8 @@ def sample(
         started,
         seed=seed,
         method="ddim" if eta < 1 else "ddpm",
-        nfe=steps,
+        sampler=rule_spec(rule),
+        nfe=run.nfe,
         # conditional samples (a class, every class in turn, a prompt) are guided with this scale
         guidance=guidance if _guided(conditioning) else None,
         model=m.describe(),

@@ -30,6 +30,8 @@ from ..noise.base import white_noise
 from ..process import Process
 from ..result import EditResult
 from ..samplers import StepInfo, sample
+from ..samplers.loop import StepRule
+from ..samplers.registry import rule_spec
 from ..schedule import TimeGrid
 
 __all__ = ["ilvr", "lowpass"]
@@ -60,6 +62,7 @@ def ilvr(
     t_stop: float = 0.0,
     clip_x0: tuple[float, float] | None = None,
     generator: torch.Generator | None = None,
+    rule: StepRule | None = None,
 ) -> EditResult:
     r"""ILVR guided by the low frequencies of ``x0`` (see the module for the math).
 
@@ -76,6 +79,7 @@ def ilvr(
         clip_x0: optional ``(low, high)`` clipping of :math:`\hat x_0` (pixel models).
         generator: required; draws, in order, the prior noise and per step the reverse step's
             noise (if stochastic) and then :math:`z'`.
+        rule: any step rule of ``process`` instead (``process.sampler(name)``).
 
     Returns:
         :class:`EditResult` with ``nfe = len(grid)`` and the parameters in ``info``.
@@ -93,7 +97,7 @@ def ilvr(
     if generator is None:
         raise ValueError("ilvr needs generator= (prior noise and the per-step source noise)")
     net = with_guidance(model, guidance, null_cond)
-    rule = process.rule(eta, clip_x0)
+    rule = process.step_rule(rule, eta, clip_x0)
 
     def refine(step: StepInfo) -> Tensor | None:
         if float(step.t) < t_stop:
@@ -110,6 +114,7 @@ def ilvr(
         "t_stop": float(t_stop),
         "steps": len(grid),
         "eta": float(eta),
+        "sampler": rule_spec(rule),
         "guidance": float(guidance),
     }
     return EditResult(x0=res.x0, nfe=res.nfe, info=info)

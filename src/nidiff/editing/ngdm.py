@@ -40,7 +40,7 @@ from ..models.contract import Denoiser, with_guidance
 from ..noise.base import white_noise
 from ..process import Process
 from ..result import EditResult
-from ..samplers.loop import StepInfo, StepRule, sample
+from ..samplers.loop import Replaced, StepInfo, StepRule, sample
 from ..samplers.registry import rule_spec
 from ..schedule.grid import TimeGrid
 
@@ -138,9 +138,10 @@ def ngdm(
         clip_x0: optional range for :math:`\hat x_0` in each step (see ``DDIM``).
         rule: any step rule :math:`H` of ``process`` instead of DDPM/DDIM
             (``process.sampler(name)``): with ``"sde-euler"`` on a continuous VP schedule this is
-            NGDM's rectified reverse SDE (eq. 10) discretised by Euler–Maruyama. A multistep
-            rule keeps one history for the whole image: a pixel that has not started yet
-            contributes the model's estimate on the source path it is on.
+            NGDM's rectified reverse SDE (eq. 10) discretised by Euler–Maruyama. With a
+            multistep rule each pixel's history starts with its own chain: while a pixel is on
+            the source path its history is forgotten, so its first step is first order (a
+            constant λ is then SDEdit from the rounded start time, exactly).
 
     Returns:
         :class:`EditResult` with ``x0`` the edit, ``lam`` and ``start_times`` (:math:`T_k`)
@@ -159,11 +160,13 @@ def ngdm(
     # each step then knows from its CPU time instead of reading the mask back from the device.
     first_start = float(T_k.min())
 
-    def replace(info: StepInfo) -> Tensor | None:
+    def replace(info: StepInfo) -> Replaced | None:
         if float(info.t_prev) < first_start:
             return None
         M = info.t_prev.to(T_k.device) >= T_k  # not yet started at t_prev: follow the path
-        return torch.where(M, process.q_sample(x0, info.t_prev, z), info.x_prev)
+        # A pixel's own chain starts at T_k: the multistep history of a pixel that is still on
+        # the source path is not its chain's, so it is forgotten (its first step is first order).
+        return Replaced(torch.where(M, process.q_sample(x0, info.t_prev, z), info.x_prev), M)
 
     y = process.q_sample(x0, grid.t[0], z)  # every T_k <= T: all pixels start on the path
     noise = list(step_noise) if step_noise is not None else generator

@@ -107,6 +107,7 @@ def ngdm_edit_friendly(
         "method": "ngdm_edit_friendly",
         "steps": n,
         "eta": inversion.eta,
+        "sampler": dict(inversion.sampler),
         "guidance": float(guidance),
         "preserve": preserve,
         "source_replayed": inversion.xs is None,
@@ -124,8 +125,6 @@ def _replay_source(
     model: Denoiser, inversion: Inversion, process: Process, null_cond: Any
 ) -> list[Tensor]:
     """The inverted trajectory (the state after each step) by one source-condition replay."""
-    from ..inversion.edit_friendly import edit_friendly_regenerate
-
     states: list[Tensor] = []
 
     def record(i: int, tr: Transition, z: Tensor) -> Tensor:

@@ -15,7 +15,8 @@ First order, :math:`D = \hat x_0(x_t)`. Second order ("2M", midpoint form as dif
 :math:`D = \hat x_0 + \tfrac{1}{2r}(\hat x_0 - \hat x_0')`.
 
 **History** lives in :attr:`Transition.state <nidiff.samplers.Transition>` as a
-:class:`DPMState` :math:`(\lambda_t, \hat x_0)`, so the driver decides what each step remembers:
+:class:`DPMState` :math:`(\lambda_t, \hat x_0)`, so the driver decides what each step remembers
+(and :meth:`DPMState.forget` drops it per element where the driver replaced the state):
 the first step of a chain (``state=None``) is first order, and, as diffusers does with
 ``lower_order_final`` and ``final_sigmas_type="zero"``, so is a step that lands on clean data
 (:math:`\sigma_s = 0`, where both forms give :math:`x_s = \hat x_0`). Every step of the SDE form
@@ -43,10 +44,20 @@ __all__ = ["DPMSolverPP", "DPMState", "SDEDPMSolverPP"]
 @dataclass(frozen=True, eq=False)
 class DPMState:
     r"""The previous step's half log-SNR :math:`\lambda'` (float64, the time's shape) and data
-    estimate :math:`\hat x_0'` (``x``'s shape)."""
+    estimate :math:`\hat x_0'` (``x``'s shape); ``valid`` (boolean, broadcastable to ``x``)
+    marks where that history belongs to the chain (``None``: everywhere). Where it does not, the
+    next step is first order."""
 
     lam: Tensor
     x0_hat: Tensor
+    valid: Tensor | None = None
+
+    def forget(self, where: Tensor) -> DPMState:
+        """This history with the elements ``where`` forgotten (a driver replaced them: NGDM's
+        pixels that have not started, whose estimates came from the source path)."""
+        keep = ~where.to(device=self.x0_hat.device, dtype=torch.bool)
+        valid = keep if self.valid is None else self.valid & keep
+        return DPMState(self.lam, self.x0_hat, valid)
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,8 @@ class _DPMSolverPP:
         if state is not None and self.order == 2 and not final:
             r = ((lam_t - state.lam.to(lam_t.device)) / h).to(x_t)
             D = x0_hat + (x0_hat - state.x0_hat) / (2 * r)
+            if state.valid is not None:
+                D = torch.where(state.valid, D, x0_hat)
         cast = {"dtype": x_t.dtype, "device": x_t.device}
         if self.sde:
             keep = sigma_s / sigma_t * torch.exp(-h)

@@ -33,7 +33,15 @@ from ..schedule.grid import TimeGrid
 from .rule import Evaluate
 from .transition import Transition
 
-__all__ = ["CountedModel", "SampleResult", "StepInfo", "StepRule", "sample"]
+__all__ = [
+    "CountedModel",
+    "Replaced",
+    "SampleResult",
+    "StepInfo",
+    "StepRule",
+    "forget_history",
+    "sample",
+]
 
 
 @runtime_checkable
@@ -105,7 +113,7 @@ def sample(
     *,
     cond: Any = None,
     noise: NoiseSource = None,
-    callback: Callable[[StepInfo], Tensor | None] | None = None,
+    callback: Callable[[StepInfo], Tensor | Replaced | None] | None = None,
 ) -> SampleResult:
     r"""Run ``rule`` along ``grid`` from ``x_T``: :math:`x_{t_{prev}} = \mu + s\,\Sigma^{1/2}z`.
 
@@ -128,9 +136,11 @@ def sample(
               and recorded as ``None``).
 
         callback: called after each step with a :class:`StepInfo`. If it returns a tensor, that
-            tensor replaces ``x_prev`` as the next state (NGDM masking, ILVR, inpainting); return
-            ``None`` to keep ``x_prev``. The recorded ``z`` is unchanged by a replacement, so a
-            replay reproduces the run only with the same callback.
+            tensor replaces ``x_prev`` as the next state (NGDM masking, ILVR, inpainting); a
+            :class:`Replaced` also says where, and there a multistep rule's history is
+            forgotten (those elements did not come from the chain); return ``None`` to keep
+            ``x_prev``. The recorded ``z`` is unchanged by a replacement, so a replay reproduces
+            the run only with the same callback.
 
     Returns:
         :class:`SampleResult` with the final state, the white noise per step and the model calls.
@@ -155,6 +165,9 @@ def sample(
             x_prev = tr.sample(z)
             if callback is not None:
                 replaced = callback(StepInfo(i, t, t_prev, x, tr, x_prev, z))
+                if isinstance(replaced, Replaced):
+                    state = forget_history(state, replaced.where)
+                    replaced = replaced.x
                 if replaced is not None:
                     if not isinstance(replaced, Tensor) or replaced.shape != x_prev.shape:
                         raise ValueError(
@@ -165,6 +178,23 @@ def sample(
             zs.append(z)
             x = x_prev
     return SampleResult(x0=x, zs=zs, nfe=evaluate.calls)
+
+
+@dataclass(frozen=True, eq=False)
+class Replaced:
+    """A callback's replacement of the next state: ``x`` (``x_prev``'s shape), which differs
+    from the sampled state only ``where`` (boolean, broadcastable to ``x``)."""
+
+    x: Tensor
+    where: Tensor
+
+
+def forget_history(state: Any, where: Tensor) -> Any:
+    """A rule's history with the elements ``where`` forgotten: states that keep history per
+    element implement ``forget(where)`` (:class:`~.dpm_solver.DPMState`); one-step rules have
+    none (``None``)."""
+    forget = getattr(state, "forget", None)
+    return state if forget is None else forget(where)
 
 
 class CountedModel:

@@ -27,6 +27,7 @@ __all__ = [
     "SAMPLERS",
     "SamplerInfo",
     "build_rule",
+    "choose_rule",
     "default_rule",
     "default_sampler",
     "rule_spec",
@@ -165,6 +166,26 @@ def build_rule(name: str, process: Process, **options: Any) -> Any:
         return info.build(process, **options)
     except ValueError as err:
         raise ValueError(f"sampler {name!r} on {process.schedule!r}: {err}") from None
+
+
+def choose_rule(process: Process, name: str | None = None, *, eta: float | None = None) -> Any:
+    """The rule a command runs: sampler ``name`` (with ``eta`` if given, for the samplers that
+    take one), or without a name the process's own rule with ``eta`` (default 1: DDPM).
+
+    Raises:
+        ValueError: an ``eta`` given to a sampler without one (naming those that take it), or
+            any error of :func:`build_rule`.
+    """
+    if name is None:
+        return default_rule(process, 1.0 if eta is None else eta)
+    if eta is None:
+        return build_rule(name, process)
+    if "eta" not in dict(SAMPLERS.get(name, SAMPLERS["ddpm"]).options):
+        takers = [n for n, s in SAMPLERS.items() if "eta" in dict(s.options)]
+        raise ValueError(
+            f"--eta does not apply to --sampler {name}; samplers with an eta: {', '.join(takers)}"
+        )
+    return build_rule(name, process, eta=eta)
 
 
 def default_rule(process: Process, eta: float = 1.0, clip_x0: tuple[float, float] | None = None):
