@@ -10,8 +10,9 @@ The JSON form is small and explicit::
 Schedule kinds: ``linear``, ``scaled_linear``, ``cosine`` (keyword arguments of the matching
 :class:`~nidiff.schedule.DiscreteSchedule` constructor), ``betas`` (an explicit list), ``vp``
 (``beta_min``, ``beta_max``), ``flow`` and ``ve`` (``sigma_max``). Noise kinds: ``isotropic``,
-``gff`` (``power``), ``edge`` (``lambda_min``, ``lambda_max``, ``tau`` ∈ {linear, cosine,
-sigmoid}, ``t_phi``, ``k``, ``squared``, ``per_image``, ``padding``) and ``diagonal`` (shape and
+``gff`` (``power``), ``edge`` (``lambda_min``, ``lambda_max``, ``lambda_end``, ``tau`` ∈
+{linear, cosine, sigmoid}, ``t_phi``, ``k``, ``squared``, ``per_image``, ``padding``,
+``channel_sum``) and ``diagonal`` (shape and
 digest only: recognised, not rebuilt). Predictions: ``epsilon``, ``x0``, ``v``, ``flow``,
 ``scaled-noise``. Objects write their own part (``to_spec()``); this module is the one place
 that maps names back to classes.
@@ -151,7 +152,7 @@ class ProcessSpec:
         tau_args = {"t_phi": args.pop("t_phi", 0.5)}
         if tau_kind == "sigmoid" and "k" in args:
             tau_args["k"] = args.pop("k")
-        edge_keys = ("squared", "per_image", "padding")
+        edge_keys = ("squared", "per_image", "padding", "channel_sum")
         edges = SobelEdges(**{k: args.pop(k) for k in edge_keys if k in args})
         return EdgePreservingNoise(schedule, tau=_TAUS[tau_kind](**tau_args), edges=edges, **args)
 

@@ -114,7 +114,10 @@ class SobelEdges:
     the magnitude is :math:`\|\nabla x_0\| = \sqrt{\sum_c (g_x^c)^2 + (g_y^c)^2}` (squared
     responses summed over channels, so opposite-sign edges in different channels do not cancel),
     or its square with ``squared=True`` (what the EP authors' code uses; the paper writes the
-    norm). The map is divided by its maximum over each image (``per_image=True``, default) or over
+    norm). With ``channel_sum=True`` the responses are taken of the channel *sum*
+    :math:`\sum_c x_0^c` instead, as the authors' code does for RGB (edges of opposite sign in
+    two channels then cancel; identical for one channel). The map is divided by its maximum over
+    each image (``per_image=True``, default) or over
     the whole batch (``per_image=False``, the authors' variant: an image's noise then depends on
     the other images in its batch). A flat map (maximum 0) gives :math:`G = 0`.
 
@@ -124,6 +127,7 @@ class SobelEdges:
         padding: ``"replicate"`` (default: a constant image has no edges, including at its
             border) or ``"zeros"`` (the authors' choice: the image frame reads as an edge
             wherever border pixels are non-zero).
+        channel_sum: take the Sobel responses of the channel sum (the authors' code).
 
     Shapes: ``(B, H, W)`` -> ``(B, H, W)``; ``(B, C, H, W)`` -> ``(B, 1, H, W)``. Output dtype is
     the input's (float16/bfloat16 are computed in float32).
@@ -132,6 +136,7 @@ class SobelEdges:
     squared: bool = False
     per_image: bool = True
     padding: str = "replicate"
+    channel_sum: bool = False
 
     def __post_init__(self) -> None:
         if self.padding not in ("replicate", "zeros"):
@@ -145,6 +150,8 @@ class SobelEdges:
             )
         x = x0.unsqueeze(1) if x0.ndim == 3 else x0
         x = x.to(torch.promote_types(x.dtype, torch.float32))
+        if self.channel_sum and x.shape[1] != 1:
+            x = x.sum(dim=1, keepdim=True)
         x = F.pad(x, (1, 1, 1, 1), mode="replicate" if self.padding == "replicate" else "constant")
         # Separable Sobel: a central difference along one axis, (1, 2, 1) smoothing along the
         # other. Differencing first makes a flat region exactly 0 (no rounding residue that the
@@ -206,7 +213,12 @@ class EdgePreservingNoise(NoiseModel):
     Args:
         schedule: gives :math:`\bar\alpha_t` and ``t_max``.
         lambda_min: edge sensitivity :math:`\lambda` at ``t = 0`` (``> 0``).
-        lambda_max: :math:`\lambda` at ``t = t_max`` (``>= lambda_min``).
+        lambda_max: :math:`\lambda` at ``u = lambda_end`` (``>= lambda_min``).
+        lambda_end: the fraction of ``t_max`` at which :math:`\lambda` reaches ``lambda_max``:
+            ``1`` (default; the paper's "linear from λ_min to λ_max" over the process) or, as the
+            EP authors' code does, the transition point :math:`t_\Phi` (then :math:`\lambda`
+            keeps growing linearly after it, where :math:`\tau = 1` makes it irrelevant for the
+            linear :math:`\tau`).
         tau: transition function of :math:`u = t/t_{max}` (any callable returning values in
             ``[0, 1]``); default :class:`LinearTau` with :math:`t_\Phi = 0.5`.
         edges: edge map :math:`G`; default :class:`SobelEdges` (per-image normalisation).
@@ -230,6 +242,7 @@ class EdgePreservingNoise(NoiseModel):
         lambda_max: float = 1e-1,
         tau: TauFn = _DEFAULT_TAU,
         edges: EdgeFn = _DEFAULT_EDGES,
+        lambda_end: float = 1.0,
     ):
         if not isinstance(schedule, AlphaBarSchedule):
             raise ValueError(
@@ -241,6 +254,10 @@ class EdgePreservingNoise(NoiseModel):
             raise ValueError(f"need 0 < lambda_min <= lambda_max, got {lambda_min=}, {lambda_max=}")
         if not callable(tau) or not callable(edges):
             raise ValueError("tau and edges must be callables")
+        end = float(lambda_end)
+        if not (math.isfinite(end) and 0.0 < end <= 1.0):
+            raise ValueError(f"lambda_end={lambda_end!r} must lie in (0, 1] (a fraction of t_max)")
+        self.lambda_end = end
         self.schedule, self.lambda_min, self.lambda_max = schedule, lo, hi
         self.tau_fn, self.edges = tau, edges
 
@@ -249,7 +266,8 @@ class EdgePreservingNoise(NoiseModel):
         return self.schedule.check_time(as_time(t, device=device)) / self.schedule.t_max
 
     def lam(self, t: float | Tensor) -> Tensor:
-        r"""Float64 :math:`\lambda(t) = \lambda_{min} + (\lambda_{max}-\lambda_{min})t/t_{max}`."""
+        r"""Float64 :math:`\lambda(t) = \lambda_{min} + (\lambda_{max}-\lambda_{min})\,u/u_e`,
+        :math:`u = t/t_{max}`, :math:`u_e` = ``lambda_end``."""
         return self._lam_of_u(self._u(t))
 
     def tau(self, t: float | Tensor) -> Tensor:
@@ -257,6 +275,8 @@ class EdgePreservingNoise(NoiseModel):
         return self._tau_of_u(self._u(t))
 
     def _lam_of_u(self, u: Tensor) -> Tensor:
+        if self.lambda_end != 1.0:
+            u = u / self.lambda_end
         return self.lambda_min + (self.lambda_max - self.lambda_min) * u
 
     def _tau_of_u(self, u: Tensor) -> Tensor:
@@ -422,11 +442,14 @@ class EdgePreservingNoise(NoiseModel):
         if type(self.tau_fn) not in kinds or not isinstance(self.edges, SobelEdges):
             raise ValueError(f"cannot serialise a custom tau or edge map: {self!r}")
         spec = {"kind": "edge", "lambda_min": self.lambda_min, "lambda_max": self.lambda_max}
+        if self.lambda_end != 1.0:
+            spec["lambda_end"] = self.lambda_end
         spec |= {"tau": kinds[type(self.tau_fn)], "t_phi": self.tau_fn.t_phi}
         if isinstance(self.tau_fn, SigmoidTau):
             spec["k"] = self.tau_fn.k
         e = self.edges
-        return spec | {"squared": e.squared, "per_image": e.per_image, "padding": e.padding}
+        spec |= {"squared": e.squared, "per_image": e.per_image, "padding": e.padding}
+        return spec | ({"channel_sum": True} if e.channel_sum else {})
 
     def __repr__(self) -> str:
         return (

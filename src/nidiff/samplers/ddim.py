@@ -57,6 +57,9 @@ class DDIM(OneEvaluation):
             :math:`\varepsilon_\Sigma = (x_t - \alpha_t\hat x_0)/\sigma_t`, so the step stays a
             function of :math:`(x_t, \hat x_0)` alone. Default: no clipping.
         prediction: what the network predicts (default white :math:`\hat\varepsilon`).
+        linear_eta: scale the posterior variance by :math:`\eta` instead of :math:`\eta^2`
+            (:math:`s^2 = \eta\,\tilde\beta`), as the edit-friendly authors' code does; the two
+            agree at :math:`\eta \in \{0, 1\}`. Default ``False`` (DDIM eq. 16).
     """
 
     schedule: Schedule
@@ -64,6 +67,7 @@ class DDIM(OneEvaluation):
     eta: float = 0.0
     clip_x0: tuple[float, float] | None = None
     prediction: Prediction = field(default_factory=Epsilon, kw_only=True)
+    linear_eta: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         check_in_range(self.eta, "eta", 0.0, 1.0)
@@ -106,7 +110,8 @@ class DDIM(OneEvaluation):
                 when the block ends), times outside ``[0, t_max]`` or ``t_prev >= t``.
         """
         tt, tp = check_step(self.schedule, x_t, eps, t, t_prev, "eps")
-        coefs = [v.to(x_t.dtype) for v in _step_coefficients(self.schedule, tt, tp, self.eta)]
+        eta = self.eta**0.5 if self.linear_eta else self.eta
+        coefs = [v.to(x_t.dtype) for v in _step_coefficients(self.schedule, tt, tp, eta)]
         # σ is read where the times live (the CPU for grid times), already rounded to x_t's
         # dtype: exactly whether the step is deterministic, without waiting for the device.
         deterministic = all_zero(coefs[-1])

@@ -65,9 +65,15 @@ def _fixed(cls: type, **fixed: Any) -> Callable[..., Any]:
     return build
 
 
-def _ddim(process: Process, eta: float = 0.0, clip_x0: tuple[float, float] | None = None):
+def _ddim(
+    process: Process,
+    eta: float = 0.0,
+    clip_x0: tuple[float, float] | None = None,
+    linear_eta: bool = False,
+):
     clip = None if clip_x0 is None else tuple(clip_x0)
-    return DDIM(process.schedule, process.noise, eta, clip, prediction=process.prediction)
+    kw = {"prediction": process.prediction, "linear_eta": linear_eta}
+    return DDIM(process.schedule, process.noise, eta, clip, **kw)
 
 
 def _ddpm(process: Process, clip_x0: tuple[float, float] | None = None):
@@ -84,7 +90,7 @@ _ENTRIES = (
     SamplerInfo("ddpm", "DDPM posterior (DDIM eta=1); on rectified flow the stochastic flow "
                 "sampler", _ddpm, True, options=(("clip_x0", None),)),
     SamplerInfo("ddim", "DDIM with eta (0: deterministic; on rectified flow = flow Euler)",
-                _ddim, False, options=(("eta", 0.0), ("clip_x0", None))),
+                _ddim, False, options=(("eta", 0.0), ("clip_x0", None), ("linear_eta", False))),
     SamplerInfo("dpm++2m", "DPM-Solver++(2M), deterministic multistep", _fixed(DPMSolverPP),
                 False, options=(("order", 2),), multistep=True),
     SamplerInfo("dpm++2m-sde", "SDE-DPM-Solver++(2M), LEDITS++'s solver", _fixed(SDEDPMSolverPP),
@@ -106,8 +112,8 @@ SAMPLERS: dict[str, SamplerInfo] = {e.name: e for e in _ENTRIES}
 
 #: The registry name of each rule class and the fields that are its options (``rule_spec``).
 _SPECS: dict[type, tuple[str, tuple[str, ...]]] = {
-    DDIM: ("ddim", ("eta", "clip_x0")),
-    DDPM: ("ddim", ("eta", "clip_x0")),
+    DDIM: ("ddim", ("eta", "clip_x0", "linear_eta")),
+    DDPM: ("ddim", ("eta", "clip_x0", "linear_eta")),
     DPMSolverPP: ("dpm++2m", ("order",)),
     SDEDPMSolverPP: ("dpm++2m-sde", ("order",)),
     EulerAncestral: ("euler-ancestral", ("eta",)),
