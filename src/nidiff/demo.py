@@ -11,6 +11,10 @@ bundled classifier's verdict on each result.
 
 from __future__ import annotations
 
+from ._threads import apply_thread_policy
+
+apply_thread_policy()  # this module is a program: its thread policy acts only before torch loads
+
 import argparse
 import time
 from importlib.metadata import version

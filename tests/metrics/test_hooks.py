@@ -86,12 +86,9 @@ def test_clip_score_with_a_hand_made_tokenizer(tiny_clip, tmp_path):
         vocab[ch + "</w>"] = len(VOCAB) + i
     (tmp_path / "vocab.json").write_text(json.dumps(vocab))
     (tmp_path / "merges.txt").write_text("#version: 0.2\n")
-    try:
-        tok = transformers.CLIPTokenizer(
-            vocab_file=str(tmp_path / "vocab.json"), merges_file=str(tmp_path / "merges.txt")
-        )
-    except Exception as err:  # tokenizer backends differ between transformers versions
-        pytest.skip(f"cannot build a CLIPTokenizer from a hand-made vocab here: {err}")
+    tok = transformers.CLIPTokenizer(
+        vocab_file=str(tmp_path / "vocab.json"), merges_file=str(tmp_path / "merges.txt")
+    )
     texts = ["a shirt", "boots", "a coat"]
     enc = tok(texts, padding=True, return_tensors="pt")
     assert int(enc["input_ids"].max()) < 27

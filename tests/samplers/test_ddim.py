@@ -7,6 +7,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from nidiff.noise.diagonal import DiagonalNoise
+from nidiff.noise.gff import GFFNoise
 from nidiff.noise.isotropic import IsotropicNoise
 from nidiff.samplers import DDIM, DDPM
 from nidiff.schedule import DiscreteSchedule, VPSchedule, leading_grid, trailing_grid
@@ -124,12 +125,7 @@ def test_eta_zero_is_deterministic():
 
 
 def _noises():
-    out = [IsotropicNoise(), DiagonalNoise(0.3 + _randn(1, 2, 8, 8, seed=7).abs())]
-    try:
-        from nidiff.noise.gff import GFFNoise
-    except ImportError:
-        return out
-    return [*out, GFFNoise(1.0)]
+    return [IsotropicNoise(), DiagonalNoise(0.3 + _randn(1, 2, 8, 8, seed=7).abs()), GFFNoise(1.0)]
 
 
 @pytest.mark.parametrize("noise", _noises(), ids=lambda n: type(n).__name__)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from nidiff.noise.diagonal import DiagonalNoise
+from nidiff.noise.gff import GFFNoise
 from nidiff.noise.isotropic import IsotropicNoise
 from nidiff.samplers import Transition
 
@@ -17,12 +18,7 @@ def _randn(*shape, seed=0):
 
 
 def _noises():
-    out = [IsotropicNoise(), DiagonalNoise(0.2 + _randn(1, 1, 6, 6, seed=5).abs())]
-    try:
-        from nidiff.noise.gff import GFFNoise
-    except ImportError:
-        return out
-    return [*out, GFFNoise(1.0)]
+    return [IsotropicNoise(), DiagonalNoise(0.2 + _randn(1, 1, 6, 6, seed=5).abs()), GFFNoise(1.0)]
 
 
 def _transition(noise, std):

@@ -17,5 +17,13 @@ Run one with ``nidiff bench NAME [--quick]`` or ``python -m nidiff.bench.<name> 
 * :mod:`nidiff.bench.sd_speed` — seconds per edit of NGDM, EF and diffusers' LEDITS++ at equal
   steps on a randomly initialised Stable Diffusion 1.x-architecture pipeline.
 * :mod:`nidiff.bench.speed` — the overhead and training-cost goals in one report with PASS/FAIL
-  verdicts, plus throughput (images/s) against batch size.
+  verdicts, throughput (images/s) against batch size, the cold start of a one-image edit and the
+  slowdown beside a busy process.
+
+Every ``python -m nidiff.bench.NAME`` imports this package first, so the thread policy of
+nidiff's programs (:mod:`nidiff._threads`) is applied here, before any benchmark imports torch.
 """
+
+from .._threads import apply_thread_policy
+
+apply_thread_policy()

@@ -1,6 +1,7 @@
-r"""One speed report: method overheads, GFF / EP step costs, and throughput against batch size.
+r"""One speed report: method overheads, GFF / EP step costs, throughput against batch size, the
+cold start of a one-image edit and the slowdown beside a busy process.
 
-Three parts, each measured, each with its table:
+Five parts, each measured, each with its table:
 
 * **method overhead** — :func:`nidiff.bench.overhead.run`: every editing and inversion method's
   wall time over the time spent inside its network calls (goal ≤ 1.05);
@@ -12,14 +13,22 @@ Three parts, each measured, each with its table:
   :mod:`nidiff.bench.training`'s sampling step) and of one *training step* (per-element loss of
   the model's process, backward, gradient clipping, AdamW step; the training benchmark's step) at
   each batch size ``B``: ``B`` ÷ the median wall time of ``reps`` steps after ``warmup`` untimed
-  ones, on one fixed batch of smooth random images, device-synchronised around each step on CUDA.
+  ones, on one fixed batch of smooth random images, device-synchronised around each step on CUDA;
+* **cold start** — :func:`nidiff.bench._startup.cold_start`: ``nidiff edit … --method sdedit
+  --steps 5`` as a new process, split into python start-up, torch import, other imports, loading
+  and network (goal: wall ≤ 2 × (python + torch import + network));
+* **contention** — :func:`nidiff.bench._startup.contention`: a forward pass of the bundled model
+  alone and beside one busy process, under PyTorch's defaults, nidiff's thread policy
+  (:mod:`nidiff._threads`) and one thread (goal for the policy: busy ÷ idle ≤ 1.5).
 
 Each ratio row is printed with PASS (ratio ≤ goal) or FAIL: a verdict on the measured median
 ratio of this run, not a test. Presets: ``quick`` (the overhead and training quick presets;
 throughput at B = 1, 4, 16, 64, 1 warm-up and 5 timed steps, training step of the default model
-only; measured: 5.5 minutes wall on one CPU thread of a shared, loaded machine, 2.5 minutes of
-it on the CPU) and ``full`` (their full presets; B = 1, 4, …, 1024, 3 warm-ups and 20 timed
-steps, every model's training step; for a GPU).
+only; cold start median of 3 rounds, contention 20 timed passes each side in 4 blocks; measured: 5.5
+minutes wall on one CPU thread of a shared, loaded machine, 2.5 minutes of it on the CPU, before
+the last two parts, which add about a minute) and ``full`` (their full presets; B = 1, 4, …,
+1024, 3 warm-ups and 20 timed steps, every model's training step; cold start 5 rounds,
+contention 50 passes; for a GPU).
 
     python -m nidiff.bench.speed --quick --out bench-speed                # CPU
     python -m nidiff.bench.speed --device cuda --out bench-speed          # full
@@ -39,28 +48,41 @@ import torch
 
 from nidiff.bundled import DEFAULT_MODEL, MODELS, load_bundled
 
-from . import overhead, training
+from . import _startup, overhead, training
 from ._device import hardware, timed
 from ._report import data_run, main_parser, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "markdown", "plot", "run", "throughput", "verdict"]
 
 SHORT = {"fashion-isotropic": "isotropic", "fashion-gff": "GFF", "fashion-edge": "edge"}
+PARTS = ("overhead", "training", "throughput", "cold_start", "contention")
 
 
 @dataclass(frozen=True)
 class Preset:
-    """Throughput setting: batch sizes, untimed and timed steps per size, models trained."""
+    """Throughput setting (batch sizes, untimed and timed steps per size, models trained), the
+    cold start's rounds, the contention case's timed forward passes, and which of
+    :data:`PARTS` to run (e.g. ``--set parts=cold_start,contention``)."""
 
     batches: tuple[int, ...]
     warmup: int
     reps: int
     train_models: tuple[str, ...]
+    cold_repeats: int = 3
+    contention_reps: int = 20
+    parts: tuple[str, ...] = PARTS
 
 
 PRESETS = {
     "quick": Preset(batches=(1, 4, 16, 64), warmup=1, reps=5, train_models=(DEFAULT_MODEL,)),
-    "full": Preset(batches=(1, 4, 16, 64, 256, 1024), warmup=3, reps=20, train_models=MODELS),
+    "full": Preset(
+        batches=(1, 4, 16, 64, 256, 1024),
+        warmup=3,
+        reps=20,
+        train_models=MODELS,
+        cold_repeats=5,
+        contention_reps=50,
+    ),
 }
 
 
@@ -126,16 +148,24 @@ def throughput(
 
 
 def run(quick: bool = True, device: str = "cpu", *, preset: Preset | None = None) -> dict[str, Any]:
-    """All three parts with the ``quick`` or ``full`` preset; returns a JSON-safe dict.
-    ``preset`` replaces the throughput part's sizes (the other two follow ``quick``).
+    """The preset's parts (all five by default) with the ``quick`` or ``full`` preset; returns a
+    JSON-safe dict. ``preset`` replaces the sizes of the last three parts and the choice of parts
+    (the first two parts' sizes follow ``quick``).
 
     Keys: ``overhead`` (:func:`nidiff.bench.overhead.run`), ``training``
-    (:func:`nidiff.bench.training.run`), ``throughput`` (:func:`throughput`), ``seconds`` (wall
-    time per part and ``total``) and the setting (``preset``, ``device``, ``hardware``,
-    ``torch``, ``threads``).
+    (:func:`nidiff.bench.training.run`), ``throughput`` (:func:`throughput`), ``cold_start``
+    and ``contention`` (:mod:`nidiff.bench._startup`; contention always on the CPU),
+    ``seconds`` (wall time per part and ``total``) and the setting (``preset``, ``device``,
+    ``hardware``, ``torch``, ``threads``); a part not run has no key.
+
+    Raises:
+        ValueError: a part not in :data:`PARTS`.
     """
     name = "custom" if preset is not None else ("quick" if quick else "full")
     p = preset if preset is not None else PRESETS[name]
+    unknown = [k for k in p.parts if k not in PARTS]
+    if unknown or not p.parts:
+        raise ValueError(f"parts={p.parts} must be some of {PARTS}")
     dev = torch.device(device)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -150,9 +180,15 @@ def run(quick: bool = True, device: str = "cpu", *, preset: Preset | None = None
             reps=p.reps,
             device=device,
         ),
+        "cold_start": lambda: _startup.cold_start(p.cold_repeats, device=str(dev)),
+        "contention": lambda: _startup.contention(
+            reps=p.contention_reps, rounds=min(4, p.contention_reps)
+        ),
     }
     result: dict[str, Any] = {}
     for key, part in parts.items():
+        if key not in p.parts:
+            continue
         t0 = time.perf_counter()
         result[key] = part()
         seconds[key] = time.perf_counter() - t0
@@ -230,26 +266,38 @@ def _throughput_table(res: dict[str, Any]) -> list[str]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """The three parts as markdown tables, each ratio row with its PASS / FAIL verdict."""
+    """The parts that ran as markdown tables, each ratio row with its PASS / FAIL verdict."""
     sec = result["seconds"]
-    verdicts = [
-        verdict(r["overhead"], result["overhead"]["goal"]) for r in result["overhead"]["rows"]
-    ]
-    verdicts += [
-        verdict(r, result["training"]["goal"])
-        for ratios in result["training"]["ratio"].values()
-        for r in ratios.values()
-    ]
+    verdicts: list[str] = []
+    tables: list[list[str]] = []
+    if "overhead" in result:
+        res = result["overhead"]
+        verdicts += [verdict(r["overhead"], res["goal"]) for r in res["rows"]]
+        tables.append(_overhead_table(res))
+    if "training" in result:
+        res = result["training"]
+        verdicts += [verdict(r, res["goal"]) for ratios in res["ratio"].values()
+                     for r in ratios.values()]  # fmt: skip
+        tables.append(_training_table(res))
+    if "throughput" in result:
+        tables.append(_throughput_table(result["throughput"]))
+    if "cold_start" in result:
+        res = result["cold_start"]
+        verdicts.append(verdict(res["ratio"], res["goal"]))
+        tables.append(_startup.cold_start_table(res, verdict))
+    if "contention" in result:
+        res = result["contention"]
+        verdicts += [verdict(r["ratio"], res["goal"]) for r in res["rows"]
+                     if r["case"] == "nidiff policy"]  # fmt: skip
+        tables.append(_startup.contention_table(res, verdict))
+    timing = ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in sec.items() if k != "total")
     lines = [
         f"Speed, {result['preset']} preset, {result['hardware']}, {result['threads']} threads, "
-        f"torch {result['torch']}; {sec['total']:.0f} s (overhead {sec['overhead']:.0f} s, "
-        f"training {sec['training']:.0f} s, throughput {sec['throughput']:.0f} s).",
-        "",
-        *_overhead_table(result["overhead"]),
-        "",
-        *_training_table(result["training"]),
-        "",
-        *_throughput_table(result["throughput"]),
+        f"torch {result['torch']}; {sec['total']:.0f} s ({timing}).",
+    ]
+    for table in tables:
+        lines += ["", *table]
+    lines += [
         "",
         f"Verdicts (measured ratio ≤ goal): {verdicts.count('PASS')} PASS, "
         f"{verdicts.count('FAIL')} FAIL of {len(verdicts)}.",
@@ -260,7 +308,17 @@ def markdown(result: dict[str, Any]) -> str:
 def plot(result: dict[str, Any], directory: Path) -> list[Path]:
     """``speed-throughput.png`` (images/s against batch size, log-log: solid sampling steps,
     dashed training steps), ``speed-overhead.png`` (:func:`nidiff.bench.overhead.plot`) and
-    ``speed-training.png`` (:func:`nidiff.bench.training.plot`) in ``directory``."""
+    ``speed-training.png`` (:func:`nidiff.bench.training.plot`) in ``directory``, for the parts
+    that ran (the cold start and contention parts are tables only)."""
+    paths = [_throughput_plot(result, directory)] if "throughput" in result else []
+    if "overhead" in result:
+        paths += overhead.plot(result["overhead"], directory, name="speed-overhead")
+    if "training" in result:
+        paths += training.plot(result["training"], directory, name="speed-training")
+    return paths
+
+
+def _throughput_plot(result: dict[str, Any], directory: Path) -> Path:
     plt = pyplot()
     res = result["throughput"]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -286,10 +344,7 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
     ax.set_title(
         f"{result['preset']} preset, {result['hardware']}, {result['threads']} threads", fontsize=9
     )
-    paths = [save_figure(fig, directory / "speed-throughput.png")]
-    paths += overhead.plot(result["overhead"], directory, name="speed-overhead")
-    paths += training.plot(result["training"], directory, name="speed-training")
-    return paths
+    return save_figure(fig, directory / "speed-throughput.png")
 
 
 def main(argv: list[str] | None = None) -> None:

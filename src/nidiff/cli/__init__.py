@@ -6,37 +6,58 @@ Commands: ``edit`` (any editing method on one image), ``invert`` and ``regenerat
 writes a JSON provenance record ``OUT.json`` next to its output. ``--model`` takes a bundled
 name, a nidiff model directory or a Stable Diffusion pipeline directory; commands see either
 through one protocol (:mod:`nidiff.cli.model`: :mod:`~nidiff.cli.pixel`,
-:mod:`~nidiff.cli.latent`). Exit codes: 0 success, 2 bad
-usage or input, 1 internal error.
+:mod:`~nidiff.cli.latent`). Exit codes: 0 success, 2 bad usage or input, 1 internal error.
+
+Start-up: importing this package imports neither torch nor any command; a command's module is
+imported when it runs (or when ``--help`` lists it), so ``nidiff edit`` pays only for editing,
+and :func:`main` applies the thread policy (:mod:`nidiff._threads`) before torch loads.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from . import bench, edit, invert, regenerate, sample, train
+from .._threads import apply_thread_policy
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "cli", "main"]
+
+#: Command name → the module of :mod:`nidiff.cli` that defines it (a click command of that name).
+COMMANDS: dict[str, str] = {
+    "edit": "edit",
+    "invert": "invert",
+    "regenerate": "regenerate",
+    "sample": "sample",
+    "train": "train",
+    "bench": "bench",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+class _LazyGroup(click.Group):
+    """A group whose commands are imported on first use (see the module docstring)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"{__name__}.{COMMANDS[cmd_name]}")
+        return getattr(module, cmd_name)
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
 @click.version_option(package_name="nidiff")
 def cli() -> None:
     """nidiff: non-isotropic Gaussian diffusion (NGDM, edge-preserving, GFF, edit-friendly
     inversion) on the bundled Fashion-MNIST models or your own."""
 
 
-for _command in (
-    edit.edit,
-    invert.invert,
-    regenerate.regenerate,
-    sample.sample,
-    train.train,
-    bench.bench,
-):
-    cli.add_command(_command)
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``nidiff`` console script."""
+    """Entry point of the ``nidiff`` console script and ``python -m nidiff.cli``."""
+    apply_thread_policy()
     cli.main(args=argv, prog_name="nidiff")

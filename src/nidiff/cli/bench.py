@@ -73,9 +73,11 @@ BENCHMARKS: dict[str, Benchmark] = {
     "speed": Benchmark(
         "nidiff.bench.speed",
         "markdown",
-        "method overheads, GFF/EP step cost vs isotropic, images/s vs batch size (PASS/FAIL)",
+        "method overheads, GFF/EP step cost vs isotropic, images/s vs batch size, cold start "
+        "of a one-image edit, slowdown beside a busy process (PASS/FAIL)",
         "overhead and training quick presets; throughput at B 1/4/16/64, 5 timed steps, "
-        "default model's training step only (full: B 1…1024, 20 steps, every model)",
+        "default model's training step only; cold start 3 rounds, contention 20 passes (full: "
+        "B 1…1024, 20 steps, every model, 5 rounds, 50 passes)",
     ),
 }
 

@@ -1,6 +1,8 @@
 r"""Adapters from diffusers UNets to the nidiff model contract ``out = model(x_t, t, cond)``.
 
-The only module of :mod:`nidiff.models` that imports ``diffusers``, and only inside functions.
+The only module of :mod:`nidiff.models` that imports ``diffusers``, and only inside functions;
+:func:`unet_from_config` builds nidiff's own :class:`~nidiff.models.unet.UNet2D` instead where it
+covers the config (the bundled models), so loading them never imports diffusers.
 
 **Time.** nidiff uses paper time (``t = 0`` clean, ``t = T`` noisiest); diffusers indexes the
 same ᾱ table from 0, so **paper t = diffusers timestep + 1** and the adapters feed the network
@@ -37,6 +39,7 @@ __all__ = [
 
 _PREDICTIONS = ("epsilon", "v_prediction", "sample")
 _UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel")
+_BACKENDS = ("auto", "nidiff", "diffusers")
 
 
 class _UNetAdapter(nn.Module):
@@ -83,7 +86,8 @@ class _UNetAdapter(nn.Module):
 
 
 class UNetDenoiser(_UNetAdapter):
-    """A ``diffusers.UNet2DModel`` as a nidiff model.
+    """A ``diffusers.UNet2DModel`` (or nidiff's :class:`~nidiff.models.unet.UNet2D`) as a nidiff
+    model.
 
     Args:
         unet: the network; unconditional, or class-conditional through ``num_class_embeds``.
@@ -204,20 +208,36 @@ def fashion_unet_config(
 
 
 def fashion_unet(num_classes: int = 10, sample_size: int = 28, **kwargs: Any) -> nn.Module:
-    """A freshly initialised ``UNet2DModel`` from :func:`fashion_unet_config` (same arguments)."""
+    """A freshly initialised network from :func:`fashion_unet_config` (same arguments), built by
+    :func:`unet_from_config` (nidiff's own :class:`~nidiff.models.unet.UNet2D`)."""
     return unet_from_config(fashion_unet_config(num_classes, sample_size, **kwargs))
 
 
-def unet_from_config(config: dict[str, Any]) -> nn.Module:
+def unet_from_config(config: dict[str, Any], *, backend: str = "auto") -> nn.Module:
     """Build a ``UNet2DModel`` or ``UNet2DConditionModel`` (``config["_class_name"]``, default
-    the former) from a config dict; keys starting with ``_`` are metadata and are dropped."""
-    import diffusers
+    the former) from a config dict; keys starting with ``_`` are metadata and are dropped.
 
+    ``backend``: ``"auto"`` (default) builds nidiff's own :class:`~nidiff.models.unet.UNet2D`
+    when it covers the config — the same module tree, initial weights (from the same seed),
+    outputs and gradients, bit for bit, without importing diffusers (seconds of start-up) — and
+    diffusers' class otherwise; ``"nidiff"`` insists on the former, ``"diffusers"`` on the latter.
+    """
+    from .unet import UNet2D, unsupported
+
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend={backend!r} must be one of {_BACKENDS}")
     name = config.get("_class_name", "UNet2DModel")
     if name not in _UNET_CLASSES:
         raise ValueError(f"_class_name={name!r} must be one of {_UNET_CLASSES}")
-    cls = getattr(diffusers, name)
-    return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    kwargs = {k: v for k, v in config.items() if not k.startswith("_")}
+    reason = unsupported(config)
+    if backend == "nidiff" and reason is not None:
+        raise ValueError(f"nidiff's UNet2D does not implement {reason}")
+    if backend != "diffusers" and reason is None:
+        return UNet2D(**kwargs)
+    import diffusers
+
+    return getattr(diffusers, name).from_config(kwargs)
 
 
 def unet_config(unet: nn.Module) -> dict[str, Any]:
@@ -229,4 +249,4 @@ def unet_config(unet: nn.Module) -> dict[str, Any]:
 
     unet = getattr(unet, "module", unet)
     out = {k: plain(v) for k, v in unet.config.items() if not k.startswith("_")}
-    return {"_class_name": type(unet).__name__, **out}
+    return {"_class_name": getattr(unet, "diffusers_class", type(unet).__name__), **out}
