@@ -87,3 +87,25 @@ def test_editing_and_inversion_import_without_each_others_cycle():
     code = "import sys, nidiff.inversion; print('nidiff.editing' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+def test_the_benchmarks_read_the_method_registry():
+    from nidiff.bench._editing_methods import BENCH_METHODS
+    from nidiff.bench._editing_methods import METHODS as LABELS
+    from nidiff.bench.overhead import _check_covers_registry
+
+    assert LABELS == tuple(METHODS[n].label for n in BENCH_METHODS)
+    assert set(BENCH_METHODS) == {n for n, m in METHODS.items() if not m.text_only}
+    with pytest.raises(ValueError, match="no row for the methods"):
+        _check_covers_registry(["ngdm", "ef invert"])
+
+
+def test_metrics_does_not_import_bundled():
+    """The metrics read the bundled classifier through the assets path, so ``nidiff.metrics``
+    and ``nidiff.bundled`` do not import each other."""
+    code = (
+        "import sys, nidiff.metrics; from nidiff.metrics import ClassifierFeatures; "
+        "ClassifierFeatures().classifier; print('nidiff.bundled' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
+from ._assets import ASSETS, CLASSIFIER_DIR
+
 __all__ = ["ASSETS", "MODELS", "load_bundled", "load_bundled_classifier", "model_dir"]
 
-ASSETS = Path(__file__).resolve().parent / "assets"
 MODELS = ("fashion-isotropic", "fashion-gff", "fashion-edge")
 DEFAULT_MODEL = "fashion-isotropic"
 
@@ -42,4 +43,4 @@ def load_bundled_classifier(device: str | torch.device = "cpu"):
     """The bundled Fashion-MNIST classifier (a ``FashionClassifier``)."""
     from .metrics.classifier import load_classifier
 
-    return load_classifier(ASSETS / "classifier", device=device)
+    return load_classifier(CLASSIFIER_DIR, device=device)

@@ -71,16 +71,19 @@ from nidiff.inversion import (
     edit_friendly_invert,
     edit_friendly_regenerate,
 )
+from nidiff.methods import METHODS as REGISTRY
 from nidiff.process import Process
 from nidiff.schedule import TimeGrid
 
 from ._device import timed
 from .overhead import CountingModel
 
-__all__ = ["METHODS", "SEED_CODES", "Edit", "Task", "run_methods", "seed_of"]
+__all__ = ["BENCH_METHODS", "METHODS", "SEED_CODES", "Edit", "Task", "run_methods", "seed_of"]
 
-#: Display names in table order.
-METHODS = ("SDEdit", "NGDM", "EF", "NGDM+EF", "DDIM inv.", "CycleDiff.", "DiffEdit", "ILVR")
+#: The registry's methods this benchmark runs (every pixel-space method), in table order.
+BENCH_METHODS = ("sdedit", "ngdm", "ef", "ngdm-ef", "ddim", "cycle", "diffedit", "ilvr")
+#: Their display names, from the one registry (:data:`nidiff.methods.METHODS`).
+METHODS = tuple(REGISTRY[name].label for name in BENCH_METHODS)
 #: Seed code of each stochastic call (see :func:`seed_of`).
 SEED_CODES = {"map": 1, "mask": 2, "SDEdit": 3, "NGDM": 3, "EF": 5, "CycleDiff.": 6, "ILVR": 7}
 

@@ -41,6 +41,7 @@ from nidiff.data.fashion_mnist import DEFAULT_DIR, load_fashion_mnist_tensors
 from nidiff.data.transforms import from_uint8
 from nidiff.generate import generate
 from nidiff.metrics import ClassifierFeatures, frechet_distance, precision_recall
+from nidiff.samplers.registry import pixel_sampling_rule
 from nidiff.schedule import leading_grid
 
 from ._device import hardware, timed
@@ -71,13 +72,6 @@ PRESETS = {
 }
 
 
-def _sampler(kind: str, row: str) -> tuple[float, tuple[float, float] | None]:
-    """(η, clip) of a row for a process kind."""
-    if kind == "edge" or row == "ancestral":
-        return 1.0, None
-    return 0.0, (-1.0, 1.0)  # ddim, and guided isotropic/GFF
-
-
 def _sampler_name(kind: str, row: str) -> str:
     if kind == "edge":
         return "EP posterior"
@@ -86,8 +80,7 @@ def _sampler_name(kind: str, row: str) -> str:
 
 
 def _sample(m, row: str, steps: int, n: int, device: str, seed: int, batch: int) -> Tensor:
-    eta, clip = _sampler(m.spec.kind, row)
-    rule = m.step_rule(eta, clip)
+    rule = pixel_sampling_rule(m.process, stochastic=row == "ancestral")
     grid = leading_grid(m.schedule, steps)
     guidance = GUIDANCE if row == "guided" else 1.0
     labels = torch.arange(n) % 10

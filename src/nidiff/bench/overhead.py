@@ -44,6 +44,8 @@ from nidiff.inversion import (
     edit_friendly_invert,
     edit_friendly_regenerate,
 )
+from nidiff.methods import EF_PAPER
+from nidiff.methods import METHODS as REGISTRY
 from nidiff.schedule import DiscreteSchedule, linspace_grid
 
 from ._device import timed
@@ -55,7 +57,7 @@ IMAGE = "shirt-0.png"  # source: class 6 (Shirt)
 SOURCE, TARGET = 6, 0  # Shirt -> T-shirt/top
 GUIDANCE = 3.0  # target guidance of the edits (batch 2B calls); inversions and maps are unguided
 MAP_DRAWS = 10  # NGDM / DiffEdit: 10 noise draws, source and target predictions each
-SKIP_FRACTION = 0.36  # EF: T_skip = 36 of 100 steps
+SKIP_FRACTION = EF_PAPER["skip_frac"]  # EF: T_skip = 36 of 100 steps
 GOAL = 1.05
 
 
@@ -122,6 +124,15 @@ def paper_nfe() -> list[dict[str, Any]]:
         ),
     ]
     return [{"method": m, "nfe": n, "notes": s} for m, n, s in rows]
+
+
+def _check_covers_registry(rows) -> None:
+    """Every pixel-space method of the registry (:data:`nidiff.methods.METHODS`) has a row (a
+    row's first word is the method's name; text-only methods need Stable Diffusion)."""
+    firsts = {row.split()[0] for row in rows}
+    missing = [n for n, info in REGISTRY.items() if not info.text_only and n not in firsts]
+    if missing:
+        raise ValueError(f"the overhead benchmark has no row for the methods {missing}")
 
 
 def run(
@@ -221,6 +232,7 @@ def run(
         ("cycle (invert + edit)", cycle),
         ("diffedit", diffedit_row),
     ]
+    _check_covers_registry(name for name, _ in methods)
 
     rows = []
     with torch.no_grad():

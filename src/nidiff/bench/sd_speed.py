@@ -63,6 +63,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nidiff.methods import EF_PAPER
+
 from ._device import hardware, sync, timed
 from ._report import report
 from ._sd_random import SD15, Architecture, random_components
@@ -73,7 +75,8 @@ SOURCE, TARGET = "a photo of a cat", "a photo of a dog"
 EDIT_CONCEPTS = ("dog",)  # LEDITS++: one concept added (batch 2 per step, as a guided step)
 MAP_DRAWS, MAP_STRENGTH = 10, 0.5  # NGDM Sec. 3.4 / 4.1
 NGDM_GUIDANCE = 7.5
-EF_SOURCE_GUIDANCE, EF_GUIDANCE, EF_SKIP_FRACTION = 3.5, 15.0, 0.36  # EF Sec. 6
+EF_SOURCE_GUIDANCE, EF_GUIDANCE = EF_PAPER["source_guidance"], EF_PAPER["guidance"]  # EF Sec. 6
+EF_SKIP_FRACTION = EF_PAPER["skip_frac"]
 LEDITS_SKIP = 0.15  # LEDITS++'s default fraction
 METHODS = ("NGDM", "EF", "LEDITS++")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from nidiff.models.diffusers_unet import UNetDenoiser, fashion_unet_config, unet_from_config
+from nidiff.samplers.registry import pixel_sampling_rule
 from nidiff.training.fashion import FASHION_PROCESSES
 from nidiff.training.spec import ProcessSpec
 
@@ -108,8 +109,7 @@ def _training_step(spec: ProcessSpec, net: torch.nn.Module) -> Callable[[_Batch]
 
 
 def _sampling_step(spec: ProcessSpec, model: UNetDenoiser) -> Callable[[_Batch], Tensor]:
-    edge = spec.kind == "edge"
-    rule = spec.step_rule(1.0 if edge else 0.0, clip_x0=None if edge else (-1.0, 1.0))
+    rule = pixel_sampling_rule(spec.process())
     t = torch.tensor(T_SAMPLE, dtype=torch.float64)
     t_prev = torch.tensor(T_PREV, dtype=torch.float64)
 
@@ -156,8 +156,7 @@ def _operations(p: Preset, device: torch.device) -> dict[str, Callable[[_Batch],
     ops["noise/edge σ map"] = lambda b: edge_loss.noise.sigma(b.x0, b.t)
     ops["noise/edge noising"] = lambda b: edge_loss.noisy(b.x0, b.t, b.eps)
     for k in KINDS:
-        edge = k == "edge"
-        rule = specs[k].step_rule(1.0 if edge else 0.0, clip_x0=None if edge else (-1.0, 1.0))
+        rule = pixel_sampling_rule(specs[k].process())
         ops[f"transition/{k}"] = torch.no_grad()(
             lambda b, rule=rule: rule.transition(b.x_t, b.eps, T_SAMPLE, T_PREV).mean
         )

@@ -81,9 +81,10 @@ class ClassifierFeatures:
     @property
     def classifier(self) -> nn.Module:
         if self._classifier is None:
-            from ..bundled import load_bundled_classifier
+            from .._assets import CLASSIFIER_DIR
+            from .classifier import load_classifier
 
-            self._classifier = load_bundled_classifier()
+            self._classifier = load_classifier(CLASSIFIER_DIR)
         return self._classifier
 
     def __call__(self, images: Tensor) -> Tensor:

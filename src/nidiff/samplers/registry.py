@@ -30,6 +30,7 @@ __all__ = [
     "choose_rule",
     "default_rule",
     "default_sampler",
+    "pixel_sampling_rule",
     "rule_spec",
 ]
 
@@ -192,6 +193,20 @@ def choose_rule(process: Process, name: str | None = None, *, eta: float | None 
             f"--eta does not apply to --sampler {name}; samplers with an eta: {', '.join(takers)}"
         )
     return build_rule(name, process, eta=eta)
+
+
+#: The data range of nidiff's pixel models, to which deterministic sampling clips x̂0.
+PIXEL_RANGE = (-1.0, 1.0)
+
+
+def pixel_sampling_rule(process: Process, stochastic: bool = False) -> Any:
+    r"""How nidiff samples its pixel models for previews and benchmarks (one home for the
+    policy): deterministic DDIM with :math:`\hat x_0` clipped to the data range
+    (``stochastic=False``), or DDPM unclipped; the edge-preserving posterior for EP models
+    either way (it is stochastic and takes no clipping)."""
+    if process.noise.data_conditioned:
+        return default_rule(process)
+    return default_rule(process, 1.0) if stochastic else default_rule(process, 0.0, PIXEL_RANGE)
 
 
 def default_rule(process: Process, eta: float = 1.0, clip_x0: tuple[float, float] | None = None):

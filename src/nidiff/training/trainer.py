@@ -325,19 +325,20 @@ def _checkpoint(out_dir, step, net, ema, opt, lr_sched, gen, config, keep, log) 
 def _sample_grid(ema, spec, schedule, num_classes, shape, path: Path) -> None:
     from ..generate import generate
     from ..models.diffusers_unet import UNetDenoiser
+    from ..process import Process
+    from ..samplers.registry import pixel_sampling_rule
     from ..schedule import leading_grid
 
     device = next(ema.parameters()).device
     n = max(num_classes, 1)
     labels = torch.arange(n).repeat_interleave(4) if num_classes else None
-    eta = 1.0 if spec.kind == "edge" else 0.0
-    clip = None if spec.kind == "edge" else (-1.0, 1.0)
+    noise = spec.build_noise(schedule)
     x = generate(
         UNetDenoiser(ema),
-        spec.step_rule(eta, schedule, clip),
+        pixel_sampling_rule(Process(schedule, noise, spec.build_prediction(noise))),
         leading_grid(schedule, 50),
         (4 * n, *shape),
-        noise=spec.build_noise(schedule),
+        noise=noise,
         labels=labels,
         guidance=3.0 if num_classes else 1.0,
         null_class=num_classes or None,
