@@ -92,3 +92,19 @@ def test_sample_with_a_solver(work):
 def test_mismatches_are_exit_2_before_any_work(work, args, match):
     out = work / "never.png" if args[0] != "invert" else work / "never.safetensors"
     bad(*args, "--steps", "3", "--out", out, match=match, out=out)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["edit"], "Missing argument 'IMAGE'. (see 'nidiff edit --help')"),
+        (["edit", SNEAKER, "--steps", "abc"], "Invalid value for '--steps'"),
+        (["sample", "--out", "x.png", "--frobnicate"], "No such option '--frobnicate'"),
+        (["nope"], "No such command 'nope'"),
+    ],
+)
+def test_usage_errors_are_one_line(args, match):
+    """Usage errors read like every other error: one ``Error:`` line naming the option, exit 2
+    (not click's three-line usage block)."""
+    result = bad(*args, match=match)
+    assert result.stderr.strip().count("\n") == 0, result.stderr

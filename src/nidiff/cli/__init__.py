@@ -16,6 +16,7 @@ and :func:`main` applies the thread policy (:mod:`nidiff._threads`) before torch
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -35,7 +36,25 @@ COMMANDS: dict[str, str] = {
 
 
 class _LazyGroup(click.Group):
-    """A group whose commands are imported on first use (see the module docstring)."""
+    """A group whose commands are imported on first use (see the module docstring), and whose
+    usage errors are one line, like every other error (exit 2)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as err:  # click's own: a usage block, a hint, then the error
+            where = err.ctx.command_path if err.ctx is not None else "nidiff"
+            click.echo(f"Error: {err.format_message()} (see '{where} --help')", err=True)
+            sys.exit(err.exit_code)
+        except click.ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -48,6 +67,7 @@ class _LazyGroup(click.Group):
 
 
 @click.group(
+    "nidiff",
     cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
 )
