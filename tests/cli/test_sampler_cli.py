@@ -108,3 +108,23 @@ def test_usage_errors_are_one_line(args, match):
     (not click's three-line usage block)."""
     result = bad(*args, match=match)
     assert result.stderr.strip().count("\n") == 0, result.stderr
+
+
+def test_an_inversion_of_another_shape_is_refused(work, tmp_path):
+    """A 28×28 inversion given to a model of another size (here a tiny 8×8 model with the same
+    process) is exit 2 naming both shapes, not a traceback inside the network."""
+    import json
+    import shutil
+
+    from nidiff.bundled import model_dir
+
+    inv = work / "inv-28.safetensors"
+    ok("invert", SNEAKER, "-s", "sneaker", "--steps", "3", "--out", inv)
+    small = tmp_path / "small-model"
+    shutil.copytree(model_dir("default"), small)
+    cfg = json.loads((small / "config.json").read_text())
+    cfg.setdefault("data", {})["size"] = 8
+    (small / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "never.png"
+    bad("regenerate", inv, "--model", small, "--out", out,
+        match="holds maps of shape (1, 28, 28), but", out=out)  # fmt: skip

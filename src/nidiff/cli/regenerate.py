@@ -162,9 +162,7 @@ def _check_inversion_file(path: Path) -> None:
     help="resize --color-mask/--color images of another size to the model's (implied for "
     "Stable Diffusion)",
 )
-@sampler_option(
-    "the inversion's step rule (its maps replay only with it; another name is refused)"
-)
+@sampler_option("the inversion's step rule (its maps replay only with it; another name is refused)")
 @overwrite_option
 @input_errors
 def regenerate(
@@ -212,9 +210,12 @@ def regenerate(
     model = _model_of(inversion) if model is None else model
     m = load_cli_model(model, device=device, dtype=dtype)
     inv = load_inversion(inversion, process=m.process, device=str(m.device))
+    _check_fits(inversion, inv, m)
     recorded = inv.sampler["sampler"]
-    if sampler is not None and sampler != recorded and not (
-        sampler == "ddpm" and recorded == "ddim" and inv.sampler.get("eta") == 1.0
+    if (
+        sampler is not None
+        and sampler != recorded
+        and not (sampler == "ddpm" and recorded == "ddim" and inv.sampler.get("eta") == 1.0)
     ):
         raise InputError(
             f"--sampler {sampler}: {inversion} was recorded with {recorded}, and its noise maps "
@@ -252,3 +253,17 @@ def regenerate(
         seed=None,
     )
     click.echo(f"wrote {out} ({res.nfe} model calls)")
+
+
+def _check_fits(path: Path, inv, m) -> None:
+    """The inversion's maps must have the model's shape: its channels, and for a pixel model its
+    image size (a 28×28 inversion does not belong to an 8×8 model, though their processes may
+    agree); the maps must be floating point."""
+    got, want = tuple(inv.x0.shape[1:]), tuple(m.shape(1)[1:])
+    if not inv.x0.is_floating_point():
+        raise InputError(f"{path} holds {inv.x0.dtype} maps; an inversion's maps are floating")
+    if len(got) != len(want) or got[0] != want[0] or (m.factor == 1 and got != want):
+        raise InputError(
+            f"{path} holds maps of shape {got}, but {m.name} works on {want}: it was inverted "
+            "with another model (pass the inversion's own --model)"
+        )

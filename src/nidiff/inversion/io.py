@@ -214,4 +214,8 @@ def load_inversion(
         raise ValueError(f"{path} is not a readable nidiff inversion file: {err}") from err
     if process is not None:
         check_process(inv.process_info, process)
+        try:
+            process.schedule.check_time(inv.grid.t, "the inversion's grid times")
+        except ValueError as err:
+            raise ValueError(f"{path}: {err} for this model's schedule") from None
     return inv
