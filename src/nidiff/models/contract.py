@@ -125,11 +125,17 @@ def with_guidance(model: Denoiser, guidance: float, null_cond: Any) -> Denoiser:
     """``model`` guided with weight ``guidance``: ``model`` itself for ``guidance == 1`` (no extra
     network work), else :class:`ClassifierFreeGuidance` ``(model, guidance, null_cond)``.
 
+    A guidance-distilled model (FLUX.1-dev) takes the scale as an input instead: if ``model``
+    has ``distilled_guidance(scale, null_cond)``, that model is returned, for every ``guidance``.
+
     Raises:
         ValueError: for a negative or non-finite ``guidance``, or ``guidance != 1`` without
             ``null_cond``.
     """
     check_in_range(guidance, "guidance", 0.0, float("inf"))
+    distilled = getattr(model, "distilled_guidance", None)
+    if distilled is not None:
+        return distilled(float(guidance), null_cond)
     if guidance == 1.0:
         return model
     if null_cond is None:
