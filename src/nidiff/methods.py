@@ -170,13 +170,36 @@ class MethodInfo:
         return "skip" in self.options
 
 
+def _snr_start(c: EditCall) -> int:
+    """``1`` when the grid starts where the SNR is 0 (rectified flow's ``t = 1``), else ``0``.
+
+    NGDM's power rule maps every λ > 0 at a time of SNR 0 to that time itself
+    (``docs/schedules-and-solvers.md``), so NGDM there would start every pixel with λ > 0 from
+    pure noise; the NGDM methods start at the next, noisiest time of positive SNR instead."""
+    t0 = c.grid.t[0]
+    return int(float(c.space.process.schedule.log_snr(t0)) == float("-inf"))
+
+
+def _tail(inv: Any, k: int) -> Any:
+    """The steps ``k ..`` of an in-memory edit-friendly inversion (from its state at
+    ``grid.t[k]``, with its history there)."""
+    from dataclasses import replace
+
+    if k == 0:
+        return inv
+    return replace(
+        inv, x_T=inv.xs[k], zs=list(inv.zs[k:]), grid=inv.grid[k:], xs=list(inv.xs[k:]),
+        states=None if inv.states is None else list(inv.states[k:]),
+    )  # fmt: skip
+
+
 def _ngdm(c: EditCall) -> tuple[Any, int]:
     from .editing import ngdm
 
     s, o, wm = c.space, c.options, c.weighting_map()
     res = ngdm(
-        s.denoiser, c.x0, s.process, c.grid, wm.lam, cond=c.target, rule=c.rule(),
-        generator=c.generator, preserve=o.preserve, **c.guide,
+        s.denoiser, c.x0, s.process, c.grid[_snr_start(c) :], wm.lam, cond=c.target,
+        rule=c.rule(), generator=c.generator, preserve=o.preserve, **c.guide,
     )  # fmt: skip
     return res, wm.nfe
 
@@ -187,8 +210,8 @@ def _ngdm_ef(c: EditCall) -> tuple[Any, int]:
     s, wm = c.space, c.weighting_map()
     inv = c.ef_invert()
     res = ngdm_edit_friendly(
-        s.denoiser, inv, s.process, wm.lam, cond=c.target, preserve=c.options.preserve,
-        **c.guide,
+        s.denoiser, _tail(inv, _snr_start(c)), s.process, wm.lam, cond=c.target,
+        preserve=c.options.preserve, **c.guide,
     )  # fmt: skip
     return res, wm.nfe + len(c.grid)
 
@@ -273,9 +296,19 @@ def _p2p(c: EditCall) -> tuple[Any, int]:
 
 
 def _p2p_check(space: Any, source: str, target: str, o: EditOptions) -> None:
-    """The prompts must align in ``p2p_mode`` and every re-weighted word be in the target."""
+    """The model must have UNet cross-attention processors (SD 1.x/2.x), the prompts must align
+    in ``p2p_mode`` and every re-weighted word be in the target."""
     from .editing import p2p_token_map
     from .models.attention import token_weights
+    from .models.families import FAMILIES
+
+    family = FAMILIES.get(getattr(space, "family", "sd"))
+    if family is not None and not family.attention_control:
+        able = ", ".join(f.name for f in FAMILIES.values() if f.attention_control)
+        raise ValueError(
+            f"--method p2p controls a UNet's cross-attention processors (Prompt-to-Prompt): it "
+            f"runs on {able} pipelines, not on {family.name} ({family.label})"
+        )
 
     p2p_token_map(space, source, target, o.p2p_mode)
     if o.reweight:
@@ -315,12 +348,34 @@ METHODS: dict[str, MethodInfo] = {
 }  # fmt: skip
 
 
-def method_defaults(method: str, latent: bool) -> dict[str, Any]:
+def method_defaults(
+    method: str, latent: bool, family: str | None = None, space: Any = None
+) -> dict[str, Any]:
     """Option defaults of ``method`` that differ from :class:`EditOptions`' own: for latent
-    text-to-image models the EF paper's settings for ``ef`` and ``p2p`` (:data:`EF_PAPER`,
+    text-to-image models the papers' settings for ``ef`` and ``p2p`` (:data:`EF_PAPER`,
     :data:`P2P_PAPER`) and Stable Diffusion's guidance 7.5 for the rest; on pixel models
     nidiff's strengths. ``skip_frac`` is the default ``skip`` as a fraction of ``steps``.
-    ``method="sample"`` gives the defaults of plain sampling (Stable Diffusion: guidance 7.5)."""
+    ``method="sample"`` gives the defaults of plain sampling (Stable Diffusion: guidance 7.5).
+
+    ``family`` (a name of :data:`nidiff.models.families.FAMILIES` other than ``sd``): that
+    family's guidance (``space.default_guidance`` when the loaded adapter has one, e.g. 1 for
+    FLUX without a guidance embedding), inversion guidance and steps for every method (the EF
+    paper's settings are Stable Diffusion's); for ``sample`` also the sampler equal to the
+    pipeline's scheduler (:func:`~nidiff.models.families.pipeline_sampler`)."""
+    if family not in (None, "sd"):
+        from .models.families import FAMILIES, pipeline_sampler
+
+        fam = FAMILIES[family]
+        common = {"guidance": float(getattr(space, "default_guidance", fam.guidance)),
+                  "steps": fam.steps}  # fmt: skip
+        if method == "sample":
+            return common | {"sampler": pipeline_sampler(space, fam)}
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+        return common | {
+            "skip_frac": SKIP_FRAC, "strength": STRENGTH.get(method, 0.5),
+            "source_guidance": fam.source_guidance,
+        }  # fmt: skip
     if method == "sample":
         return {"guidance": SD_GUIDANCE} if latent else {}
     if method not in METHODS:

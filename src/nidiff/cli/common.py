@@ -34,6 +34,7 @@ __all__ = [
     "device_options",
     "input_errors",
     "model_option",
+    "offload_option",
     "option_given",
     "record_path",
     "resolve_device",
@@ -77,7 +78,8 @@ def model_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         default="default",
         show_default=True,
         help=f"bundled model ({', '.join(MODELS)}; 'default' = {MODELS[0]}), a nidiff model "
-        "directory, or a Stable Diffusion pipeline directory (diffusers, with model_index.json)",
+        "directory, or a diffusers pipeline directory (model_index.json): Stable Diffusion "
+        "1.x/2.x, SDXL, SD3/3.5 or FLUX.1",
     )(fn)
 
 
@@ -218,6 +220,20 @@ def device_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "stay float32",
     )(fn)
     return device_option(fn)
+
+
+def offload_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--offload``: keep a pipeline's networks on the CPU, each moved to the device only while
+    it is used (text encoders, then the denoiser, then the VAE), like diffusers'
+    ``enable_model_cpu_offload``."""
+    return click.option(
+        "--offload",
+        is_flag=True,
+        default=False,
+        show_default=True,
+        help="diffusers pipelines: keep the networks on the CPU and move each to --device only "
+        "while it runs (one at a time; for SDXL/SD3/FLUX on a small GPU)",
+    )(fn)
 
 
 def option_given(name: str) -> bool:
@@ -363,7 +379,7 @@ size_option = click.option(
     "--size",
     type=click.IntRange(min=1),
     default=None,
-    show_default="the model's: 512 for SD 1.x, 28 for the bundled models",
-    help="image side in pixels; Stable Diffusion: images are centre-cropped and resized to "
-    "SIZE×SIZE, a multiple of the VAE factor (8 for SD)",
+    show_default="the model's: 512 for SD 1.x, 1024 for SDXL/SD3/FLUX, 28 for the bundled models",
+    help="image side in pixels; pipelines: images are centre-cropped and resized to SIZE×SIZE, "
+    "a multiple of 8 (SD, SDXL) or 16 (SD3: VAE 8 × patch 2; FLUX: VAE 8 × packing 2)",
 )

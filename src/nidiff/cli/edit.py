@@ -22,6 +22,7 @@ from .common import (
     guidance_option,
     input_errors,
     model_option,
+    offload_option,
     option_given,
     overwrite_option,
     record_path,
@@ -62,24 +63,28 @@ _SD_EF = (
 )
 @model_option
 @device_options
+@offload_option
 @size_option
 @click.option(
     "--steps",
     type=click.IntRange(min=1),
     default=50,
-    show_default="50; Stable Diffusion ef: 100",
+    show_default="50; Stable Diffusion ef: 100; SD3/FLUX: 28",
     help="steps of the leading time grid",
 )
 @seed_option
 @guidance_option(
-    3.0, "classifier-free guidance scale of the target (Stable Diffusion: 7.5; ef 15, p2p 9)"
+    3.0,
+    "classifier-free guidance scale of the target (Stable Diffusion: 7.5; ef 15, p2p 9; SDXL "
+    "5, SD3 7; FLUX.1-dev: its distilled guidance, 3.5)",
 )
 @click.option(
     "--source-guidance",
     type=GUIDANCE,
     default=1.0,
     show_default=True,
-    help="guidance scale of the inversion (ef, ngdm-ef, ddim, cycle; Stable Diffusion ef: 3.5)",
+    help="guidance scale of the inversion (ef, ngdm-ef, ddim, cycle; Stable Diffusion ef, SDXL, "
+    "SD3: 3.5; FLUX: 1.5)",
 )
 @eta_option(
     "η of the stochastic steps (ngdm, ef, ngdm-ef, sdedit, ilvr, cycle; ef/cycle need η > 0)"
@@ -196,6 +201,7 @@ def edit(
     model: str,
     device: str,
     dtype: str,
+    offload: bool,
     size: int | None,
     steps: int,
     seed: int,
@@ -247,7 +253,7 @@ def edit(
     }  # fmt: skip
     if skip is not None and METHODS[method].skips:
         input_errors(check_skip)(skip, steps, "--skip", "--steps")
-    load = {"device": device, "dtype": dtype, "size": size}
+    load = {"device": device, "dtype": dtype, "size": size, "offload": offload}
     if is_batch(image):
         if save_map is not None:
             raise InputError("--save-map is for one image; batch mode has no map outputs")

@@ -15,6 +15,7 @@ from .common import (
     guidance_option,
     input_errors,
     model_option,
+    offload_option,
     option_given,
     overwrite_option,
     record_path,
@@ -29,7 +30,8 @@ from .model import load_cli_model
 
 @click.command(
     "invert",
-    epilog="Stable Diffusion: unless given, the EF paper's 100 steps, η 1 and guidance 3.5.",
+    epilog="Stable Diffusion: unless given, the EF paper's 100 steps, η 1 and guidance 3.5; "
+    "SDXL, SD3, FLUX: their pipelines' steps (50, 28, 28) and guidance 3.5, 3.5, 1.5.",
 )
 @click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--source", "-s", type=str, required=True, help="class or prompt the image shows")
@@ -42,6 +44,7 @@ from .model import load_cli_model
 )
 @model_option
 @device_options
+@offload_option
 @size_option
 @click.option(
     "--steps",
@@ -70,6 +73,7 @@ def invert(
     model: str,
     device: str,
     dtype: str,
+    offload: bool,
     size: int | None,
     steps: int,
     seed: int,
@@ -88,7 +92,7 @@ def invert(
 
     started = time.perf_counter()
     check_outputs([out, record_path(out)], [image], overwrite)
-    m = load_cli_model(model, device=device, dtype=dtype, size=size)
+    m = load_cli_model(model, device=device, dtype=dtype, size=size, offload=offload)
     paper = m.defaults("ef")  # the EF paper's settings for Stable Diffusion; none for pixels
     steps = steps if option_given("steps") else paper.get("steps", steps)
     eta = eta if option_given("eta") else paper.get("eta", eta)

@@ -1,13 +1,15 @@
-r"""A Stable Diffusion pipeline as the CLI's :class:`~nidiff.cli.model.LoadedCli`: methods run
-on VAE latents, conditions are text prompts.
+r"""A latent text-to-image pipeline (any family of :data:`nidiff.models.families.FAMILIES`: SD
+1.x/2.x, SDXL, SD3/3.5, FLUX) as the CLI's :class:`~nidiff.cli.model.LoadedCli`: methods run on
+VAE latents, conditions are text prompts.
 
 An image file is read as RGB, centre-cropped to the largest square, resized (bicubic) to
 ``size × size`` and encoded, :math:`x_0 = z_0 = \mathcal E(x)` of shape
-``(1, C_z, size/f, size/f)`` (the posterior mode, scaled; ``f`` = 8 for SD 1.x). Weighting
-maps, :math:`\lambda` and masks therefore live at latent resolution. The method runs with the
-pipeline's own schedule (:attr:`~nidiff.models.stable_diffusion.StableDiffusion.process`); the
+``(1, C_z, size/f, size/f)`` (the posterior mode, scaled; ``f`` = 8 for every family's VAE).
+Weighting maps, :math:`\lambda` and masks therefore live at latent resolution (FLUX's too: its
+space is the unpacked latent). The method runs with the pipeline's own process and grid; the
 result is decoded, :math:`\hat x = \mathcal D(\hat z_0)`. The unconditional condition of
-classifier-free guidance is the empty prompt.
+classifier-free guidance is the empty prompt (zeros for SDXL base). Defaults (size, guidance,
+steps, the sampler of ``nidiff sample``) are the family's.
 """
 
 from __future__ import annotations
@@ -21,23 +23,28 @@ import torch
 from torch import Tensor
 
 from ..methods import EF_PAPER, P2P_PAPER, method_defaults
+from ..models.latent import repeat_cond, split_cond
 from .common import InputError, check_image_file
 
 __all__ = ["EF_PAPER", "P2P_PAPER", "LatentModel"]
 
 
 class LatentModel:
-    """A diffusers Stable Diffusion pipeline directory loaded for the CLI (module docstring).
+    """A diffusers pipeline directory loaded for the CLI (module docstring).
 
     Args:
         path: the pipeline directory (``model_index.json`` and the components' sub-folders).
-        device, dtype: passed to
-            :meth:`~nidiff.models.stable_diffusion.StableDiffusion.from_pretrained`.
-        size: image side in pixels (default: the UNet's training size, 512 for SD 1.x); must be
-            a multiple of the VAE factor.
+        device, dtype, offload: passed to :func:`nidiff.models.families.load_pipeline`.
+        size: image side in pixels (default: the family's, e.g. 512 for SD 1.x, 1024 for SDXL,
+            SD3 and FLUX); must follow the family's size rule.
+
+    Attributes:
+        family: the :class:`~nidiff.models.families.Family` row.
+        sd: the adapter (a :class:`~nidiff.models.space.ModelSpace`), also ``space``.
 
     Raises:
-        ValueError: not a pipeline, missing components, or a size the VAE cannot take.
+        ValueError: not a pipeline, an unsupported family, missing components, or a size the
+            family cannot take.
     """
 
     def __init__(
@@ -47,15 +54,19 @@ class LatentModel:
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         size: int | None = None,
+        offload: bool = False,
     ):
         try:
-            from ..models.stable_diffusion import StableDiffusion
+            from ..models.families import detect_family
 
+            self.family = detect_family(path)
             _quiet()
-            sd = StableDiffusion.from_pretrained(path, device=device, dtype=dtype)
+            sd = self.family.adapter_class().from_pretrained(
+                path, device=device, dtype=dtype, offload=offload
+            )
         except ImportError as err:
             raise InputError(
-                f"Stable Diffusion models need diffusers and transformers "
+                f"diffusers pipelines need diffusers and transformers "
                 f"(pip install 'nidiff[adapters]'): {err}"
             ) from err
         self.sd, self.name, self.directory = sd, str(path), Path(path)
@@ -68,10 +79,10 @@ class LatentModel:
         self.space = sd
 
     def grid(self, steps: int):
-        """The pipeline's own grid (its scheduler's spacing and ``steps_offset``), the times a
-        diffusers pipeline visits (:meth:`StableDiffusion.grid`)."""
+        """The pipeline's own grid for images of :attr:`size` (its scheduler's spacing and
+        ``steps_offset``, its shift), the times a diffusers pipeline visits."""
         try:
-            return self.sd.grid(steps)
+            return self.sd.grid(steps, size=self.size)
         except ValueError as err:
             raise InputError(str(err)) from err
 
@@ -94,8 +105,9 @@ class LatentModel:
         return self.sd.decode_latents(x)
 
     def conditions(self, *names: str | None) -> list[Any]:
-        """Text embeddings ``(1, L, D)`` of the prompts; a prompt longer than the tokenizer's
-        ``L`` tokens is truncated with a warning on stderr."""
+        """Prompt conditions of batch 1 (the family's: embeddings ``(1, L, D)``, or a dict of
+        them); a prompt longer than a text encoder's context is truncated with a warning on
+        stderr."""
         prompts = [n for n in names if n is not None]
         if not prompts:
             return [None for _ in names]
@@ -104,7 +116,7 @@ class LatentModel:
             states = self.sd.encode_prompt(prompts)
         for w in caught:
             click.echo(f"Warning: {w.message}", err=True)
-        it = iter(states.split(1))
+        it = iter(split_cond(states))
         return [None if n is None else next(it) for n in names]
 
     def condition_record(self, role: str, name: str | None, cond: Any) -> dict[str, Any]:
@@ -116,31 +128,33 @@ class LatentModel:
         from ..models.contract import with_guidance
 
         if name is None:
-            return self.denoiser, self.null.expand(num, -1, -1), {"prompt": None}
+            return self.denoiser, repeat_cond(self.null, num), {"prompt": None}
         (c,) = self.conditions(name)
         model = with_guidance(self.denoiser, guidance, self.null)
-        return model, c.expand(num, -1, -1), {"prompt": name}
+        return model, repeat_cond(c, num), {"prompt": name}
 
     def shape(self, num: int) -> tuple[int, ...]:
-        h = self.size // self.factor
-        return (num, int(self.sd.vae.config.latent_channels), h, h)
+        return self.sd.latent_shape(num, self.size)
 
     def defaults(self, method: str) -> dict[str, Any]:
-        """The EF paper's settings for ``ef`` (:data:`EF_PAPER`) and ``p2p``
-        (:data:`P2P_PAPER`); Stable Diffusion's usual guidance scale 7.5 for the others
-        (:func:`nidiff.methods.method_defaults`)."""
-        return method_defaults(method, latent=True)
+        """The family's defaults (:func:`nidiff.methods.method_defaults`): for SD 1.x/2.x the EF
+        paper's settings for ``ef`` (:data:`EF_PAPER`) and ``p2p`` (:data:`P2P_PAPER`) and
+        guidance 7.5 for the others; for SDXL, SD3 and FLUX their pipelines' guidance and steps
+        (and, for ``sample``, the sampler equal to the pipeline's scheduler)."""
+        return method_defaults(method, latent=True, family=self.family.name, space=self.sd)
 
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "dir": str(self.directory.resolve()),
-            "kind": "stable-diffusion",
+            "kind": self.family.kind,
+            "family": self.family.name,
             "size": self.size,
             "latent_shape": list(self.shape(1)[1:]),
             "prediction": self.denoiser.prediction,
             "device": str(self.device),
             "dtype": str(self.sd.dtype).removeprefix("torch."),
+            "offload": self.sd.offload.enabled,
         }
 
 

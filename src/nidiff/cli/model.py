@@ -10,12 +10,14 @@ Diffusion), with the same code:
 
 * :class:`~nidiff.cli.pixel.PixelModel` — a nidiff model directory (bundled or trained):
   :math:`\mathcal X` is the image itself, conditions are class names;
-* :class:`~nidiff.cli.latent.LatentModel` — a diffusers Stable Diffusion pipeline:
-  :math:`\mathcal X` is the VAE latent :math:`z_0 = \mathcal E(x)` (``H/f × W/f``), conditions
-  are text prompts, the unconditional condition is the empty prompt.
+* :class:`~nidiff.cli.latent.LatentModel` — a diffusers pipeline of any family of
+  :data:`nidiff.models.families.FAMILIES` (SD 1.x/2.x, SDXL, SD3/3.5, FLUX): :math:`\mathcal X`
+  is the VAE latent :math:`z_0 = \mathcal E(x)` (``H/f × W/f``), conditions are text prompts,
+  the unconditional condition is the empty prompt.
 
 :func:`load_cli_model` tells them apart: a directory holding ``model_index.json`` is a diffusers
-pipeline, anything else a nidiff model (name or directory with ``config.json``).
+pipeline (its family from ``_class_name``), anything else a nidiff model (name or directory
+with ``config.json``).
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ class LoadedCli(Protocol):
         device: where the networks run (tensors of :math:`\\mathcal X` live there).
         denoiser: ``out = denoiser(x_t, t, cond)``; ``process``: its
             :class:`~nidiff.process.Process`; ``null``: the unconditional condition (or ``None``).
-        sd: the :class:`~nidiff.models.stable_diffusion.StableDiffusion` adapter of a latent
-            text-to-image model (methods that need prompts and the UNet, e.g. Prompt-to-Prompt),
-            ``None`` for pixel models.
+        sd: the adapter of a latent text-to-image model (any family:
+            :class:`~nidiff.models.stable_diffusion.StableDiffusion`, SDXL, SD3, FLUX), ``None``
+            for pixel models.
         space: the library's :class:`~nidiff.models.space.ModelSpace` of the model.
     """
 
@@ -102,21 +104,27 @@ class LoadedCli(Protocol):
 
 
 def load_cli_model(
-    name: str, *, device: str = "cpu", dtype: str = "float32", size: int | None = None
+    name: str,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    size: int | None = None,
+    offload: bool = False,
 ) -> LoadedCli:
-    """Load ``default``, a bundled name, a nidiff model directory or a Stable Diffusion
-    pipeline directory on ``device`` (``auto`` allowed) in ``dtype``; errors → exit 2.
+    """Load ``default``, a bundled name, a nidiff model directory or a diffusers pipeline
+    directory on ``device`` (``auto`` allowed) in ``dtype``; errors → exit 2.
 
-    ``size`` is the image side: any multiple of the VAE factor for Stable Diffusion (default
-    :attr:`~nidiff.models.stable_diffusion.StableDiffusion.default_image_size`); for a pixel
-    model it must be the model's own size.
+    ``size`` is the image side: for a pipeline any size its family's rule allows (default: the
+    family's, e.g. 512 for SD 1.x, 1024 for SDXL/SD3/FLUX); for a pixel model it must be the
+    model's own size. ``offload`` keeps a pipeline's networks on the CPU, each moved to
+    ``device`` while it is used (pixel models refuse it: they are small).
     """
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     if name == "default" or name in MODELS:
-        return _pixel(name, dev, torch_dtype, size)
+        return _pixel(name, dev, torch_dtype, size, offload)
     path = Path(name)
     if not path.exists():
         raise InputError(
@@ -128,16 +136,21 @@ def load_cli_model(
     if (path / "model_index.json").is_file():
         from .latent import LatentModel
 
-        return input_errors(LatentModel)(path, device=dev, dtype=torch_dtype, size=size)
+        load = input_errors(LatentModel)
+        return load(path, device=dev, dtype=torch_dtype, size=size, offload=offload)
     if not (path / "config.json").is_file():
         raise InputError(
             f"{path} is neither a nidiff model directory (config.json) nor a diffusers "
             "pipeline directory (model_index.json)"
         )
-    return _pixel(name, dev, torch_dtype, size)
+    return _pixel(name, dev, torch_dtype, size, offload)
 
 
-def _pixel(name: str, device: str, dtype: torch.dtype, size: int | None) -> LoadedCli:
+def _pixel(
+    name: str, device: str, dtype: torch.dtype, size: int | None, offload: bool
+) -> LoadedCli:
     from .pixel import PixelModel
 
+    if offload:
+        raise InputError(f"--offload is for diffusers pipelines; {name} is a small pixel model")
     return input_errors(PixelModel)(name, device=device, dtype=dtype, size=size)

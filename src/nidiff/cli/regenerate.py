@@ -17,6 +17,7 @@ from .common import (
     check_outputs,
     device_options,
     input_errors,
+    offload_option,
     overwrite_option,
     record_path,
     sampler_option,
@@ -105,6 +106,7 @@ def _check_inversion_file(path: Path) -> None:
     "inversion's)",
 )
 @device_options
+@offload_option
 @click.option(
     "--skip",
     type=click.IntRange(min=0),
@@ -172,6 +174,7 @@ def regenerate(
     model: str | None,
     device: str,
     dtype: str,
+    offload: bool,
     skip: int,
     guidance: float | None,
     shift: str | None,
@@ -208,7 +211,7 @@ def regenerate(
     check_outputs([out, record_path(out)], inputs, overwrite)
     _check_inversion_file(inversion)
     model = _model_of(inversion) if model is None else model
-    m = load_cli_model(model, device=device, dtype=dtype)
+    m = load_cli_model(model, device=device, dtype=dtype, offload=offload)
     inv = load_inversion(inversion, process=m.process, device=str(m.device))
     _check_fits(inversion, inv, m)
     recorded = inv.sampler["sampler"]

@@ -16,6 +16,7 @@ from .common import (
     guidance_option,
     input_errors,
     model_option,
+    offload_option,
     option_given,
     overwrite_option,
     record_path,
@@ -32,6 +33,7 @@ from .model import load_cli_model
 @click.command("sample")
 @model_option
 @device_options
+@offload_option
 @size_option
 @click.option(
     "--num",
@@ -77,6 +79,7 @@ def sample(
     model: str,
     device: str,
     dtype: str,
+    offload: bool,
     size: int | None,
     num: int,
     class_name: str | None,
@@ -102,9 +105,14 @@ def sample(
     started = time.perf_counter()
     check_image_output(out)
     check_outputs([out, record_path(out)], [], overwrite)
-    m = load_cli_model(model, device=device, dtype=dtype, size=size)
+    m = load_cli_model(model, device=device, dtype=dtype, size=size, offload=offload)
+    defaults = m.defaults("sample")
     if not option_given("guidance"):
-        guidance = m.defaults("sample").get("guidance", guidance)
+        guidance = defaults.get("guidance", guidance)
+    if not option_given("steps"):
+        steps = defaults.get("steps", steps)
+    if sampler is None and not option_given("eta"):  # the pipeline's own scheduler (SDXL ...)
+        sampler = defaults.get("sampler")
     rule, grid = step_rule(m.process, sampler, eta), m.grid(steps)
     net, cond, conditioning = m.sampling(class_name, num, guidance)
     g = torch.Generator(device=m.device).manual_seed(seed)

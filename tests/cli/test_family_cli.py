@@ -1,0 +1,159 @@
+"""SDXL, SD3 and FLUX through the ``nidiff`` command line (``--model DIR``), on the tiny offline
+pipelines of ``tests/support/tiny_families.py`` (VAE factor 2: 32² images ↔ 16² latents):
+exact edit-friendly reconstruction, every editing method end to end, sampling with the
+family's defaults, and bad input refused with one line (exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("diffusers")
+
+import tiny_families
+from cli_calls import bad, ok, record
+
+from nidiff.methods import METHODS
+
+FAMILIES = ("sdxl", "sd3", "flux")
+SOURCE, TARGET = "a photo of a cat", "a photo of a dog"
+FAST = ["--steps", "4", "--size", "32", "--device", "cpu"]
+#: Each family's default guidance (FLUX.1-dev: its distilled guidance) and inversion guidance.
+GUIDANCE = {"sdxl": 5.0, "sd3": 7.0, "flux": 3.5}
+SOURCE_GUIDANCE = {"sdxl": 3.5, "sd3": 3.5, "flux": 1.5}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A folder holding the tiny pipelines (``sdxl/``, ``sd3/``, ``flux/``) and a photo."""
+    root = tmp_path_factory.mktemp("family_cli")
+    for family in FAMILIES:
+        tiny_families.save_tiny(family, root)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / "photo.png")
+    return root
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_invert_then_regenerate_returns_the_encoded_latents(work, family, monkeypatch):
+    from nidiff.cli.latent import LatentModel
+    from nidiff.inversion import load_inversion
+    from nidiff.models.families import load_pipeline
+
+    model = work / family
+    inv = work / f"inv-{family}.safetensors"
+    ok("invert", work / "photo.png", "--model", model, "-s", SOURCE, *FAST, "--out", inv)
+    rec = record(inv)
+    assert rec["model"]["family"] == family
+    assert rec["resolved"]["guidance"] == SOURCE_GUIDANCE[family]
+    assert rec["resolved"]["sampler"]["sampler"] == "ddim"  # DDPM: DDIM η = 1
+    decoded: list[torch.Tensor] = []
+    to_image = LatentModel.to_image
+
+    def spy(self, x):
+        decoded.append(x.clone())
+        return to_image(self, x)
+
+    monkeypatch.setattr(LatentModel, "to_image", spy)
+    same = work / f"same-{family}.png"
+    ok("regenerate", inv, "--out", same, "--device", "cpu")  # the model from the record
+    space = load_pipeline(model)
+    z0 = space.encode_image(space.load_image(work / "photo.png", 32))
+    torch.testing.assert_close(load_inversion(inv).x0, z0, rtol=0, atol=1e-6)
+    err = rel(decoded[0], z0)
+    print(f"{family}: invert → regenerate through the CLI, relative latent error {err:.1e}")
+    assert err <= 1e-5
+    assert record(same)["model"]["family"] == family
+    edited = work / f"edited-{family}.png"
+    ok("regenerate", inv, "-t", TARGET, "--skip", "1", "--out", edited, "--device", "cpu")
+    assert rel(decoded[1], z0) > 1e-3 and record(edited)["target_prompt"] == TARGET
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_method_end_to_end(work, family, method):
+    out = work / f"edit-{family}-{method}.png"
+    args = ["edit", work / "photo.png", "--model", work / family, "-s", SOURCE, "-t", TARGET,
+            "--method", method, *FAST, "--seed", "3", "--out", out]  # fmt: skip
+    if method == "p2p":  # attention control needs SD 1.x/2.x's UNet processors
+        bad(*args, match="cross-attention processors", out=out)
+        return
+    extra = ["--save-map", work / f"map-{family}-{method}.png"] if METHODS[method].has_map else []
+    ok(*args, *extra)
+    with Image.open(out) as img:
+        assert img.size == (32, 32) and img.mode == "RGB"
+    if extra:
+        with Image.open(extra[1]) as lam:
+            assert lam.size == (16, 16)  # λ / mask on the latent grid (FLUX: unpacked)
+    rec = record(out)
+    m = rec["model"]
+    assert (m["family"], m["size"], m["dtype"]) == (family, 32, "float32")
+    assert m["dir"] == str((work / family).resolve())
+    assert m["latent_shape"] == [4 if family == "sdxl" else 16, 16, 16]
+    assert (rec["source_prompt"], rec["target_prompt"]) == (SOURCE, TARGET)
+    r = rec["resolved"]
+    assert r["steps"] == 4 and r["guidance"] == GUIDANCE[family] and rec["nfe"] >= 1
+    if method in ("ngdm", "ngdm-ef") and family != "sdxl":
+        # rectified flow has SNR 0 at t = 1, where NGDM's power rule sends every λ > 0: NGDM
+        # starts at the next grid time: 3 of the 4 steps
+        assert rec["info"]["steps"] == 3
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sample_with_the_familys_defaults(work, family):
+    out = work / f"sample-{family}.png"
+    ok("sample", "--model", work / family, "-n", "2", "--class", TARGET, "--size", "32",
+       "--device", "cpu", "--out", out)  # fmt: skip
+    rec = record(out)
+    assert rec["guidance"] == GUIDANCE[family] and rec["prompt"] == TARGET
+    # the sampler equal to the pipeline's scheduler, and its default steps
+    own = {"sdxl": ("ddim", 50), "sd3": ("flow-euler", 28), "flux": ("flow-euler", 28)}[family]
+    assert (rec["sampler"]["sampler"], rec["nfe"]) == own
+    with Image.open(out) as img:
+        assert img.size == (70, 36)
+
+
+def test_offload_and_long_prompts(work):
+    out = work / "offload.png"
+    result = ok("edit", work / "photo.png", "--model", work / "flux", "-s", SOURCE, "-t",
+                "a dog " * 200, "--method", "sdedit", *FAST, "--offload", "--out", out)  # fmt: skip
+    assert "Warning:" in result.stderr and "truncated" in result.stderr
+    assert "T5" in result.stderr
+    assert record(out)["model"]["offload"] is True
+
+
+def test_bad_input_is_one_line_exit_2_nothing_written(work, tmp_path):
+    photo, out = work / "photo.png", tmp_path / "out.png"
+    edit = ["edit", photo, "-s", SOURCE, "-t", TARGET, "--method", "sdedit", "--out", out,
+            "--device", "cpu"]  # fmt: skip
+    other = tmp_path / "kandinsky"
+    shutil.copytree(work / "sdxl", other)
+    index = json.loads((other / "model_index.json").read_text())
+    index["_class_name"] = "KandinskyPipeline"
+    (other / "model_index.json").write_text(json.dumps(index))
+    r = bad(*edit, "--model", other, match="KandinskyPipeline, which nidiff does not", out=out)
+    assert all(f in r.stderr for f in ("sdxl (", "sd3 (", "flux ("))
+    for family, component in (("sdxl", "unet"), ("sd3", "vae"), ("flux", "transformer")):
+        broken = tmp_path / f"no-{component}"
+        shutil.copytree(work / family, broken, ignore=shutil.ignore_patterns(component))
+        bad(*edit, "--model", broken, match=f"lacks the component(s) {component}", out=out)
+    bad(*edit, "--model", work / "sdxl", "--size", "33",
+        match="multiple of the VAE's downsampling factor 2", out=out)  # fmt: skip
+    for family, rule in (("sd3", "× patch 2"), ("flux", "× packing 2")):
+        bad(*edit, "--model", work / family, "--size", "34", match=rule, out=out)
+        inv = tmp_path / "inv.safetensors"
+        bad("invert", photo, "-s", SOURCE, "--model", work / family, "--size", "30",
+            "--out", inv, match="multiple of 4 on both sides", out=inv)  # fmt: skip
+    bad(*edit, "--model", work / "sdxl", "--dtype", "float16", match="float16 needs a CUDA device",
+        out=out)  # fmt: skip
+    bad(*edit, "--offload", match="--offload is for diffusers pipelines", out=out)
