@@ -31,6 +31,11 @@ _HOMES = {
     "ScaledNoise": ".prediction",
     "VPrediction": ".prediction",
     "StableDiffusion": ".stable_diffusion",
+    "StableDiffusionXL": ".sdxl",
+    "StableDiffusion3": ".sd3",
+    "Flux": ".flux",
+    "FAMILIES": ".families",
+    "load_pipeline": ".families",
     "ModelSpace": ".space",
     "PixelSpace": ".space",
 }
