@@ -122,10 +122,22 @@ def leading_grid(schedule: DiscreteSchedule, steps: int, offset: int = 0) -> Tim
     return custom_grid(t.astype(np.float64))
 
 
-def trailing_grid(schedule: DiscreteSchedule, steps: int) -> TimeGrid:
-    """diffusers' "trailing" spacing: ``t = round(T - k·T/steps)``, starting at ``T``."""
+def trailing_grid(schedule: DiscreteSchedule, steps: int, start: int | None = None) -> TimeGrid:
+    """diffusers' "trailing" spacing: ``t = round(T - k·T/steps)``, starting at ``T``.
+
+    With ``start`` (an integer step in ``[steps, T]``) the same spacing of the interval
+    ``[0, start]``: ``t = round(start - k·start/steps)``, the ``steps``-step grid of an edit that
+    begins at ``start`` (``start=None`` is ``T``, diffusers' grid).
+    """
     n = _check_steps(schedule, steps)
-    t = np.round(np.arange(schedule.T, 0, -schedule.T / n))[:n]
+    top = schedule.T
+    if start is not None:
+        if isinstance(start, bool) or int(start) != start or not (n <= start <= schedule.T):
+            raise ValueError(
+                f"start={start!r} must be an integer step in [steps={n}, T={schedule.T}]"
+            )
+        top = int(start)
+    t = np.round(np.arange(top, 0, -top / n))[:n]
     return custom_grid(t.astype(np.float64))
 
 
