@@ -246,3 +246,91 @@ def test_runs_of_one_repeat_merge_into_the_multi_repeat_run(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         editing.main(["--merge", str(paths[0]), str(tmp_path / "bad.json")])
     assert exit_info.value.code == 2 and "is not a JSON result" in capsys.readouterr().err
+
+
+def test_the_new_fields_default_to_todays_run():
+    """sampler, shift, nfe and map_study default to the run the presets always made (the tiny
+    end-to-end runs above check its numbers; the default path is bit-for-bit unchanged)."""
+    for p in editing.PRESETS.values():
+        assert (p.sampler, p.shift, p.nfe, p.map_study) == ("ddpm", 1.0, (), ())
+
+
+SWEEP = editing.Preset(
+    images=2, steps=4, strengths=(0.3, 0.6), ilvr_factors=(), diversity_inputs=0, map_draws=2,
+    pairs=((7, 5),), examples=1, real=40, methods=("SDEdit", "NGDM", "EF", "NGDM+EF"),
+    nfe=(6, 12),
+)  # fmt: skip
+
+
+@pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="Fashion-MNIST not installed")
+def test_an_nfe_sweep_runs_each_method_at_the_steps_its_budget_allows(tmp_path):
+    from nidiff.bench._editing_nfe import nfe_of, steps_for
+
+    result = editing.run(device="cpu", preset=replace(SWEEP, map_study=(1,), map_reference=2))
+    json.dumps(result, allow_nan=False)
+    rows = [r for r in result["rows"] if r["pair"] == "pooled" and "budget" in r]
+    assert {(r["method"], r["budget"]) for r in rows} == {
+        (m, b) for m in SWEEP.methods for b in SWEEP.nfe
+    }
+    for r in rows:
+        steps = steps_for(r["method"], r["budget"], g=2, map_draws=2)
+        assert r["steps"] == steps and r["setting"] == f"s = {r['param']:g} · NFE {r['budget']}"
+        assert r["nfe_per_image"] == nfe_of(r["method"], steps, g=2, map_draws=2)
+        assert r["nfe_per_image"] <= r["budget"] or steps == 1
+        # every budget starts at the same time: floor(s T)
+        assert r["t_start"] == float(int(r["param"] * 1000))
+    study = {r["n"]: r for r in result["map_quality"] if r["pair"] == "pooled"}
+    assert set(study) == {1, 2} and study[1]["nfe"] == 2 and -1 <= study[1]["corr"] <= 1
+    text = editing.markdown(result)
+    assert "NFE sweep 6/12" in text and "**Weighting map with fewer draws**" in text
+    names = [p.name for p in editing.plot(result, tmp_path)]
+    assert names == ["editing-tradeoff.png", "editing-examples.png", "editing-nfe.png"]
+    assert (tmp_path / "editing-nfe.png").read_bytes()[:8] == PNG
+    assert "EF · NFE 6" in result["examples"]["pairs"]["Sneaker → Sandal"]["edits"]
+
+
+@pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="Fashion-MNIST not installed")
+def test_runs_of_different_settings_combine_and_compare_at_matched_accuracy(tmp_path):
+    from nidiff.bench._editing_merge import merge
+
+    few = replace(SWEEP, methods=("EF", "NGDM+EF"), nfe=(6,))
+    runs = [
+        editing.run(device="cpu", preset=few),
+        editing.run(device="cpu", preset=replace(few, sampler="dpm++2m-sde", methods=("EF",))),
+        editing.run(device="cpu", preset=replace(few, nfe=(), steps=8)),  # the reference
+    ]
+    combined = merge(runs, editing.REFERENCES)
+    labels = {(r["method"], r["setting"]) for r in combined["rows"] if r["pair"] == "pooled"}
+    assert ("EF", "s = 0.3 · NFE 6 · ddpm") in labels
+    assert ("EF", "s = 0.3 · NFE 6 · dpm++2m-sde") in labels
+    assert ("EF", "s = 0.3 · 8 steps · ddpm") in labels  # steps differ: named where they apply
+    assert ("NGDM+EF", "s = 0.6 · NFE 6 · ddpm") in labels
+    assert sum(r["method"] == "source" for r in combined["rows"]) == 2  # once: pair + pooled
+    assert len(combined["runs"]) == 3 and combined["seconds"] == sum(r["seconds"] for r in runs)
+    goal = {(g["method"], g["variant"]): g for g in editing.goal_rows(combined)}
+    assert set(goal) == {("EF", "ddpm"), ("EF", "dpm++2m-sde"), ("NGDM+EF", "ddpm")}
+    assert goal[("EF", "ddpm")]["reference"] == "8 steps · ddpm"
+    assert goal[("EF", "ddpm")]["nfe"] == 6 and goal[("EF", "ddpm")]["met"] in (True, False, None)
+    text = editing.markdown(combined)
+    assert "**Few evaluations vs the steps grid at matched target accuracy**" in text
+    assert "editing-nfe.png" in [p.name for p in editing.plot(combined, tmp_path)]
+    with pytest.raises(ValueError, match="both measure EF"):
+        merge([runs[0], runs[1], {**runs[1], "config": {**runs[1]["config"], "methods": ["X"]}}],
+              editing.REFERENCES)  # fmt: skip
+    with pytest.raises(ValueError, match="more than its seed"):
+        merge([runs[0], {**runs[1], "config": {**runs[1]["config"], "seed": 5}}], ("source",))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"sampler": "dpm++2m"}, "deterministic: EF"),
+        ({"sampler": "nope"}, "choose among"),
+        ({"shift": 0.0}, "finite number > 0"),
+        ({"nfe": (0, 10)}, "integer >= 1"),
+        ({"methods": ()}, "choose among"),
+    ],
+)
+def test_bad_sweep_settings_are_refused_before_any_work(change, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        editing.run(device="cpu", preset=replace(SWEEP, **change), root=tmp_path / "missing")

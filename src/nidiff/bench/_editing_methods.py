@@ -38,6 +38,16 @@ counts 2 (conditional and unconditional predictions in one call of batch 2B) and
 ``2 n``. With ``g = 2`` for ``w != 1`` (else 1): SDEdit ``gL``; NGDM ``gL + 2n``; EF, DDIM
 inv., CycleDiff. ``L + gL``; NGDM+EF ``L + gL + 2n``; DiffEdit ``2n + L + gL``; ILVR ``gN``.
 
+**Step rule.** SDEdit, NGDM, EF, NGDM+EF and ILVR (the methods whose
+:data:`nidiff.methods.METHODS` options include ``sampler``) step with ``Task.rule``: ``None``
+is their own DDPM (η = 1), exactly as before the field existed; any other rule of
+:data:`~nidiff.samplers.registry.SAMPLERS` (``process.sampler(name)``) replaces it (EF and
+NGDM+EF record its noise). DDIM inversion, CycleDiffusion and DiffEdit keep their own rules.
+
+**NFE sweep.** ``run_methods(..., grids=)`` gives each method its own grid per strength instead
+of ``grid[k:]`` (:mod:`nidiff.bench._editing_nfe`: the step count a total NFE allows); the EF
+inversion is shared with NGDM+EF only where their grids are equal.
+
 **Seeds.** Every stochastic call takes its own ``torch.Generator`` seeded with
 :func:`seed_of` (``base + 10⁴·pair + 100·method + setting``; the method codes are
 :data:`SEED_CODES`). SDEdit and NGDM at the same strength share their seed (common random
@@ -47,7 +57,7 @@ numbers: with λ ≡ 1 NGDM would reproduce SDEdit exactly, so their difference 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -78,14 +88,33 @@ from nidiff.schedule import TimeGrid
 from ._device import timed
 from .overhead import CountingModel
 
-__all__ = ["BENCH_METHODS", "METHODS", "SEED_CODES", "Edit", "Task", "run_methods", "seed_of"]
+__all__ = [
+    "BENCH_METHODS",
+    "METHODS",
+    "RULE_METHODS",
+    "SEED_CODES",
+    "Edit",
+    "Task",
+    "run_methods",
+    "seed_of",
+]
 
 #: The registry's methods this benchmark runs (every pixel-space method), in table order.
 BENCH_METHODS = ("sdedit", "ngdm", "ef", "ngdm-ef", "ddim", "cycle", "diffedit", "ilvr")
 #: Their display names, from the one registry (:data:`nidiff.methods.METHODS`).
 METHODS = tuple(REGISTRY[name].label for name in BENCH_METHODS)
-#: Seed code of each stochastic call (see :func:`seed_of`).
-SEED_CODES = {"map": 1, "mask": 2, "SDEdit": 3, "NGDM": 3, "EF": 5, "CycleDiff.": 6, "ILVR": 7}
+#: Seed code of each stochastic call (see :func:`seed_of`); ``map study`` draws the reference
+#: maps of the weighting-map study (:mod:`nidiff.bench._editing_map`).
+SEED_CODES = {
+    "map": 1, "mask": 2, "SDEdit": 3, "NGDM": 3, "EF": 5, "CycleDiff.": 6, "ILVR": 7,
+    "map study": 8,
+}  # fmt: skip
+#: The methods that step with ``Task.rule`` (their registry options include ``sampler``).
+RULE_METHODS = tuple(
+    REGISTRY[name].label for name in BENCH_METHODS if "sampler" in REGISTRY[name].options
+)
+#: ``grids(method, strength) -> TimeGrid``: a method's grid at a strength (``None``: ILVR's).
+Grids = Callable[[str, float | None], TimeGrid]
 
 
 def seed_of(base: int, pair: int, what: str, setting: int) -> int:
@@ -111,6 +140,9 @@ class Task:
     map_draws: int
     seed_base: int  # preset seed + 10**6 * repeat
     pair: int  # pair index (for seed_of)
+    rule: Any = None  # the step rule of RULE_METHODS; None: their own DDPM (eta = 1)
+    #: work shared by every call of run_methods on this task (the map, the mask), made once
+    shared: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -125,6 +157,7 @@ class Edit:
     seconds: float  # wall time, shared work included
     seed: int | None
     t_start: float
+    steps: int  # steps of the edit's own chain (the sub-grid; ILVR: the whole grid)
 
 
 @dataclass(frozen=True)
@@ -149,81 +182,132 @@ def _gen(task: Task, what: str, j: int) -> tuple[torch.Generator, int]:
     return torch.Generator(device=task.x0.device).manual_seed(seed), seed
 
 
+def _once(task: Task, key: str, make: Callable[[], Any]) -> Any:
+    """``make()`` the first time ``key`` is asked for on ``task``, its stored result after."""
+    if key not in task.shared:
+        task.shared[key] = make()
+    return task.shared[key]
+
+
+def _ef_invert(task: Task, on: TimeGrid, j: int, done: dict) -> tuple[Any, _Cost, int]:
+    """EF's inversion of the sources on ``on`` (seed ``EF`` at sweep index ``j``), made once
+    per grid and kept in ``done``."""
+    key = tuple(on.t.tolist())
+    if key not in done:
+        g, seed = _gen(task, "EF", j)
+        step = {} if task.rule is None else {"rule": task.rule}
+        inv, cost = _timed(task, edit_friendly_invert, task.model, task.x0, task.process, on,
+                           cond=task.source, generator=g, **step)  # fmt: skip
+        done[key] = (inv, cost, seed)
+    return done[key]
+
+
 def run_methods(
     task: Task,
     strengths: tuple[float, ...],
     factors: tuple[int, ...],
     methods: Collection[str] = METHODS,
+    *,
+    grids: Grids | None = None,
+    suffix: str = "",
 ) -> Iterator[Edit]:
     """Every method of ``methods`` (default all) at every setting, strength-major (then ILVR by
-    factor); see the module. Shared work runs only when a chosen method needs it."""
+    factor); see the module. Shared work runs only when a chosen method needs it, once per task.
+
+    ``grids`` (the NFE sweep) gives each method its grid at a strength, starting at or below
+    ``s·t_max`` (ILVR: ``grids("ILVR", None)``); without it every method runs ``grid[k:]``.
+    ``suffix`` is appended to every setting label."""
     x0, proc, grid, net = task.x0, task.process, task.grid, task.model
     src, tgt = task.source, task.target
     guide = {"guidance": task.guidance, "null_cond": task.null_cond}
     pair = {"source_cond": src, "target_cond": tgt}
+    step = {} if task.rule is None else {"rule": task.rule}
     want = set(methods)
 
-    def edit(method: str, label: str, p: float, res: Any, cost: _Cost, seed, t0) -> Edit:
+    def edit(method: str, label: str, p: float, res: Any, cost: _Cost, seed, sub) -> Edit:
         x = res.x0.detach().clamp(-1, 1).cpu()
-        return Edit(method, label, p, x, cost.nfe, cost.seconds, seed, float(t0))
+        t0 = float(sub.t[0])
+        return Edit(method, label + suffix, p, x, cost.nfe, cost.seconds, seed, t0, len(sub))
 
     if want & {"NGDM", "NGDM+EF"}:
         g, _ = _gen(task, "map", 0)
-        wm, map_cost = _timed(task, weighting_map, net, x0, proc, **pair, n=task.map_draws,
-                              generator=g)  # fmt: skip
+        wm, map_cost = _once(task, "map", lambda: _timed(
+            task, weighting_map, net, x0, proc, **pair, n=task.map_draws, generator=g))  # fmt: skip
     if "DiffEdit" in want:
         g, mask_seed = _gen(task, "mask", 0)
-        mask, mask_cost = _timed(task, diffedit_mask, net, x0, proc, **pair, n=task.map_draws,
-                                 generator=g)  # fmt: skip
+        mask, mask_cost = _once(task, "mask", lambda: _timed(
+            task, diffedit_mask, net, x0, proc, **pair, n=task.map_draws, generator=g))  # fmt: skip
     for j, s in enumerate(strengths):
-        k = start_index(grid, s, proc.schedule.t_max)
-        sub, t_k, label = grid[k:], float(grid.t[k]), f"s = {s:g}"
+        label = f"s = {s:g}"
+        if grids is None:
+            k = start_index(grid, s, proc.schedule.t_max)
+            sub = grid[k:]
+
+            def sub_of(method: str, sub: TimeGrid = sub) -> TimeGrid:
+                return sub
+
+            full = grid  # SDEdit and DiffEdit find k themselves
+        else:
+
+            def sub_of(method: str, s: float = s) -> TimeGrid:
+                return grids(method, s)
+
+            full = None
 
         if "SDEdit" in want:
             g, seed = _gen(task, "SDEdit", j)
-            res, cost = _timed(task, sdedit, net, x0, proc, grid, strength=s, cond=tgt,
-                               generator=g, **guide)  # fmt: skip
-            yield edit("SDEdit", label, s, res, cost, seed, t_k)
+            on = sub_of("SDEdit") if full is None else full
+            res, cost = _timed(task, sdedit, net, x0, proc, on, strength=s, cond=tgt,
+                               generator=g, **guide, **step)  # fmt: skip
+            yield edit("SDEdit", label, s, res, cost, seed, sub_of("SDEdit"))
 
         if "NGDM" in want:
             g, seed = _gen(task, "NGDM", j)  # = SDEdit's seed (common random numbers)
-            res, cost = _timed(task, ngdm, net, x0, proc, sub, wm.lam, cond=tgt, generator=g,
-                               **guide)  # fmt: skip
-            yield edit("NGDM", label, s, res, cost + map_cost, seed, t_k)
+            on = sub_of("NGDM")
+            res, cost = _timed(task, ngdm, net, x0, proc, on, wm.lam, cond=tgt, generator=g,
+                               **guide, **step)  # fmt: skip
+            yield edit("NGDM", label, s, res, cost + map_cost, seed, on)
 
         if want & {"EF", "NGDM+EF"}:
-            g, seed = _gen(task, "EF", j)
-            inv, inv_cost = _timed(task, edit_friendly_invert, net, x0, proc, sub, cond=src,
-                                   generator=g)  # fmt: skip
+            inverted: dict[tuple, tuple] = {}  # EF's inversion, shared where the grids agree
             if "EF" in want:
+                on = sub_of("EF")
+                inv, inv_cost, seed = _ef_invert(task, on, j, inverted)
                 res, cost = _timed(task, edit_friendly_regenerate, net, inv, proc, cond=tgt,
                                    **guide)  # fmt: skip
-                yield edit("EF", label, s, res, cost + inv_cost, seed, t_k)
+                yield edit("EF", label, s, res, cost + inv_cost, seed, on)
             if "NGDM+EF" in want:
+                on = sub_of("NGDM+EF")
+                inv, inv_cost, seed = _ef_invert(task, on, j, inverted)
                 res, cost = _timed(task, ngdm_edit_friendly, net, inv, proc, wm.lam, cond=tgt,
                                    **guide)  # fmt: skip
-                yield edit("NGDM+EF", label, s, res, cost + inv_cost + map_cost, seed, t_k)
-            del inv
+                yield edit("NGDM+EF", label, s, res, cost + inv_cost + map_cost, seed, on)
+            del inverted
 
         if "DDIM inv." in want:
-            dinv, inv_cost = _timed(task, ddim_invert, net, x0, proc, sub, cond=src)
+            on = sub_of("DDIM inv.")
+            dinv, inv_cost = _timed(task, ddim_invert, net, x0, proc, on, cond=src)
             res, cost = _timed(task, ddim_edit, net, dinv, proc, cond=tgt, **guide)
-            yield edit("DDIM inv.", label, s, res, cost + inv_cost, None, t_k)
+            yield edit("DDIM inv.", label, s, res, cost + inv_cost, None, on)
 
         if "CycleDiff." in want:
             g, seed = _gen(task, "CycleDiff.", j)
-            cinv, inv_cost = _timed(task, cycle_invert, net, x0, proc, sub, cond=src,
+            on = sub_of("CycleDiff.")
+            cinv, inv_cost = _timed(task, cycle_invert, net, x0, proc, on, cond=src,
                                     generator=g)  # fmt: skip
             res, cost = _timed(task, cycle_edit, net, cinv, proc, cond=tgt, **guide)
-            yield edit("CycleDiff.", label, s, res, cost + inv_cost, seed, t_k)
+            yield edit("CycleDiff.", label, s, res, cost + inv_cost, seed, on)
 
         if "DiffEdit" in want:
-            res, cost = _timed(task, diffedit, net, x0, proc, grid, **pair, mask=mask,
+            on = sub_of("DiffEdit") if full is None else full
+            res, cost = _timed(task, diffedit, net, x0, proc, on, **pair, mask=mask,
                                strength=s, **guide)  # fmt: skip
-            yield edit("DiffEdit", label, s, res, cost + mask_cost, mask_seed, t_k)
+            yield edit("DiffEdit", label, s, res, cost + mask_cost, mask_seed,
+                       sub_of("DiffEdit"))  # fmt: skip
     if "ILVR" in want:
+        on = grid if grids is None else grids("ILVR", None)
         for j, f in enumerate(factors):
             g, seed = _gen(task, "ILVR", j)
-            res, cost = _timed(task, ilvr, net, x0, proc, grid, factor=f, cond=tgt, generator=g,
-                               **guide)  # fmt: skip
-            yield edit("ILVR", f"N = {f}", float(f), res, cost, seed, float(grid.t[0]))
+            res, cost = _timed(task, ilvr, net, x0, proc, on, factor=f, cond=tgt, generator=g,
+                               **guide, **step)  # fmt: skip
+            yield edit("ILVR", f"N = {f}", float(f), res, cost, seed, on)

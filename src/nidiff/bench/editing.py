@@ -43,6 +43,20 @@ test images, the other columns averaged over images. With ``repeats > 1`` (full 
 everything but the images is redrawn with seeds offset by ``10⁶·repeat`` and cells read
 mean ± standard deviation over repeats.
 
+**Solver, grid shift and NFE sweep** (fields with defaults that reproduce the table above bit
+for bit): ``sampler`` is the step rule of SDEdit, NGDM, EF, NGDM+EF and ILVR (``ddpm``: their
+own DDPM, η = 1; e.g. ``dpm++2m-sde``, whose noise EF records as LEDITS++ does); ``shift``
+moves the grid toward high noise (:func:`~nidiff.schedule.shift_grid`; ``1``: none); ``nfe``
+replaces the ``steps`` grid by a sweep of total budgets: at each budget every method runs the
+most steps its total NFE allows, from :math:`t_s = \lfloor s\,t_{max}\rfloor` for every budget
+(:mod:`nidiff.bench._editing_nfe`: the NFE of each method and the grids), rows labelled
+``s = 0.5 · NFE 30`` with the budget and the steps run (``budget``, ``steps``), and a figure with
+one panel per budget (``editing-nfe.png``). The reported NFE is the counted one, checked against
+the formula. ``map_study`` adds the weighting-map study (:mod:`nidiff.bench._editing_map`):
+maps of fewer draws against ``map_reference``-draw maps (``map_quality`` in the result).
+Runs of different settings with the same seed combine with ``--merge`` (the rows get the
+settings that differ in their labels; :mod:`nidiff.bench._editing_merge`).
+
 Presets: ``quick`` (CPU, one thread, about 5 minutes: 12 images per pair, 10 steps,
 s ∈ {0.3, 0.5}, ILVR N = 4, diversity K = 3 on 2 inputs, map and mask from 4 draws; a smoke
 test of the trends — NGDM's per-pixel starts round up to the 10-step grid, so its background
@@ -67,7 +81,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,16 +92,32 @@ from nidiff.bundled import load_bundled, load_bundled_classifier
 from nidiff.data.fashion_mnist import DEFAULT_DIR, load_fashion_mnist_tensors
 from nidiff.data.transforms import from_uint8, to_uint8
 from nidiff.metrics import ClassifierFeatures
-from nidiff.schedule import linspace_grid
+from nidiff.samplers.registry import SAMPLERS
+from nidiff.schedule import linspace_grid, shift_grid
+from nidiff.schedule.shift import check_shift
 
 from ._device import hardware
-from ._editing_methods import METHODS, SEED_CODES, Task, run_methods
+from ._editing_compare import TOLERANCE, goal_rows
+from ._editing_map import KEYS as MAP_KEYS
+from ._editing_map import map_rows, map_table
+from ._editing_methods import METHODS, RULE_METHODS, SEED_CODES, Task, run_methods
 from ._editing_metrics import aggregate, edit_region, measure, reference, summary
+from ._editing_nfe import edit_grid, nfe_of, steps_for
 from ._editing_plot import plot
 from ._report import data_run, main_parser, progress, report
 from .overhead import CountingModel
 
-__all__ = ["METHODS", "PAIRS", "PRESETS", "Preset", "main", "markdown", "plot", "run"]
+__all__ = [
+    "METHODS",
+    "PAIRS",
+    "PRESETS",
+    "Preset",
+    "goal_rows",
+    "main",
+    "markdown",
+    "plot",
+    "run",
+]
 
 MODEL = "fashion-isotropic"
 PAIRS = ((7, 5), (2, 4), (6, 0))  # sneaker → sandal, pullover → coat, shirt → T-shirt
@@ -112,6 +142,11 @@ class Preset:
     examples: int = 2  # sources per pair in editing-examples.png
     real: int | None = None  # target-class test images as reference; None: all 1,000
     methods: tuple[str, ...] = METHODS  # a subset runs only those (and their shared work)
+    sampler: str = "ddpm"  # step rule of SDEdit, NGDM, EF, NGDM+EF, ILVR (ddpm: their own)
+    shift: float = 1.0  # grid shift toward high noise (1: none)
+    nfe: tuple[int, ...] = ()  # NFE sweep: total evaluations per edit; (): the steps grid
+    map_study: tuple[int, ...] = ()  # weighting-map draws compared with map_reference draws
+    map_reference: int = 20
 
 
 PRESETS = {
@@ -137,8 +172,10 @@ def _hex(x: Tensor) -> list[str]:
     return [bytes(to_uint8(im[0]).flatten().tolist()).hex() for im in x]
 
 
-def _row(pair: str, method: str, setting: str, param, n: int, seed, t_start, m: dict) -> dict:
-    return {
+def _row(
+    pair: str, method: str, setting: str, param, n: int, seed, t_start, m: dict, sweep=None
+) -> dict:
+    row = {
         "pair": pair,
         "method": method,
         "setting": setting,
@@ -146,8 +183,70 @@ def _row(pair: str, method: str, setting: str, param, n: int, seed, t_start, m: 
         "n": n,
         "seed": seed,
         "t_start": t_start,
-        **m,
     }
+    if sweep is not None:  # NFE sweep rows: the budget and the steps run
+        row |= {"budget": sweep[0], "steps": sweep[1]}
+    return row | m
+
+
+def _check(p: Preset) -> None:
+    """Refuse a preset the run cannot do, before any work."""
+    if p.images < 2 or not 0 <= p.diversity_inputs <= p.images or p.repeats < 1:
+        raise ValueError(f"{p} needs images >= 2, diversity_inputs <= images, repeats >= 1")
+    unknown = [m for m in p.methods if m not in METHODS]
+    if unknown or not (p.methods or p.map_study):  # a map study alone needs no method
+        raise ValueError(f"methods {list(p.methods)}: choose among {', '.join(METHODS)}")
+    if p.sampler not in SAMPLERS:
+        raise ValueError(f"sampler {p.sampler!r}: choose among {', '.join(SAMPLERS)}")
+    inverting = [m for m in ("EF", "NGDM+EF") if m in p.methods]
+    if inverting and not SAMPLERS[p.sampler].stochastic:
+        raise ValueError(
+            f"sampler {p.sampler!r} is deterministic: {' and '.join(inverting)} record the "
+            "noise of a stochastic one (ddpm, dpm++2m-sde, euler-ancestral, ...)"
+        )
+    check_shift(p.shift)
+    for name, values in (("nfe", p.nfe), ("map_study", p.map_study)):
+        if any(isinstance(v, bool) or int(v) != v or v < 1 for v in values):
+            raise ValueError(f"{name}={list(values)}: every value must be an integer >= 1")
+    if p.map_reference < 1:
+        raise ValueError(f"map_reference={p.map_reference} must be >= 1")
+
+
+def _rule_name(p: Preset, method: str) -> str:
+    """The sampler ``method`` steps with in this run (its own DDPM for the other methods)."""
+    return p.sampler if method in RULE_METHODS else "ddpm"
+
+
+def _edits(task: Task, p: Preset, g: int):
+    """``(budget, edit)`` for every edit of one pair: the ``steps`` grid (budget ``None``) or,
+    with an NFE sweep, each budget in turn with the steps it allows each method. Every edit's
+    counted evaluations are checked against :func:`nfe_of` (``RuntimeError`` otherwise)."""
+    B = len(task.x0)
+    if not p.nfe:
+        sweep = [(None, None, "")]
+    else:
+        sweep = [({m: steps_for(m, b, g=g, map_draws=p.map_draws, sampler=_rule_name(p, m))
+                   for m in p.methods}, b, f" · NFE {b}") for b in p.nfe]  # fmt: skip
+    schedule = task.process.schedule
+    for plan, budget, suffix in sweep:
+        if plan is None:
+            edits = run_methods(task, p.strengths, p.ilvr_factors, p.methods)
+        else:
+
+            def grids(method: str, s: float | None, plan: dict = plan):
+                return edit_grid(schedule, s, plan[method], p.shift)
+
+            edits = run_methods(task, p.strengths, p.ilvr_factors, p.methods, grids=grids,
+                                suffix=suffix)  # fmt: skip
+        for e in edits:
+            expect = nfe_of(e.method, e.steps, g=g, map_draws=p.map_draws,
+                            sampler=_rule_name(p, e.method))  # fmt: skip
+            if e.nfe != expect * B:  # the reported NFE is the counted one
+                raise RuntimeError(
+                    f"{e.method} {e.setting}: counted {e.nfe / B:g} network evaluations per "
+                    f"image, the NFE formula says {expect}"
+                )
+            yield budget, e
 
 
 @dataclass(frozen=True)
@@ -189,11 +288,7 @@ def run(
     start = time.perf_counter()
     name = "custom" if preset is not None else ("quick" if quick else "full")
     p = preset if preset is not None else PRESETS[name]
-    if p.images < 2 or not 0 <= p.diversity_inputs <= p.images or p.repeats < 1:
-        raise ValueError(f"{p} needs images >= 2, diversity_inputs <= images, repeats >= 1")
-    unknown = [m for m in p.methods if m not in METHODS]
-    if unknown or not p.methods:
-        raise ValueError(f"methods {list(p.methods)}: choose among {', '.join(METHODS)}")
+    _check(p)
     dev = torch.device(device)
     xt, yt = load_fashion_mnist_tensors(root, "test")
     xtr, ytr = load_fashion_mnist_tensors(root, "train")
@@ -230,6 +325,10 @@ def run(
     ex_s = min(p.strengths, key=lambda s: abs(s - 0.5)) if p.strengths else None
     ex_f = p.ilvr_factors[len(p.ilvr_factors) // 2] if p.ilvr_factors else None
     counter = CountingModel(loaded.denoiser, dev)
+    rule = None if p.sampler == "ddpm" else loaded.process.sampler(p.sampler)
+    grid = shift_grid(linspace_grid(loaded.schedule, p.steps), loaded.schedule, p.shift)
+    g = 1 if p.guidance == 1 else 2
+    map_parts: list[dict] = []
     per_repeat = []
     for rep in range(p.repeats):
         rows: list[dict] = []
@@ -242,7 +341,7 @@ def run(
                     kind, q.x0 if kind == "source" else q.train_target, q.target, feats, clf
                 )
                 pooled[(kind, "–")].append(part)
-                meta[(kind, "–")] = (None, None, None)
+                meta[(kind, "–")] = (None, None, None, None)
                 rows.append(
                     _row(q.label, kind, "–", None, p.images, None, None, summary([part], q.real))
                 )
@@ -253,7 +352,7 @@ def run(
             task = Task(
                 counter,
                 loaded.process,
-                linspace_grid(loaded.schedule, p.steps),
+                grid,
                 batch,
                 src,
                 torch.full_like(src, q.target),
@@ -262,14 +361,21 @@ def run(
                 p.map_draws,
                 p.seed + 10**6 * rep,
                 i,
+                rule,
             )
-            for e in run_methods(task, p.strengths, p.ilvr_factors, p.methods):
+            if rep == 0 and p.map_study:
+                sources = replace(task, x0=x0, source=src[: len(x0)], target=task.target[: len(x0)],
+                                  shared={})  # fmt: skip
+                map_parts += map_rows(sources, q.label, p.map_study, p.map_reference)
+                progress("editing", f"{q.label}: map study n = {list(p.map_study)}")
+            for budget, e in _edits(task, p, g):
                 where = f"repeat {rep + 1}/{p.repeats}, " if p.repeats > 1 else ""
                 progress("editing", f"{where}{q.label}: {e.method} {e.setting}", e.seconds)
                 part = measure(e.x, q.x0, q.region, q.target, d, K, feats, clf)
                 part.update(nfe=e.nfe, seconds=e.seconds, batch=len(batch))
+                sweep = None if budget is None else (budget, e.steps)
                 pooled[(e.method, e.setting)].append(part)
-                meta[(e.method, e.setting)] = (e.param, e.seed, e.t_start)
+                meta[(e.method, e.setting)] = (e.param, e.seed, e.t_start, sweep)
                 rows.append(
                     _row(
                         q.label,
@@ -280,24 +386,34 @@ def run(
                         e.seed,
                         e.t_start,
                         summary([part], q.real),
+                        sweep,
                     )
                 )
                 if rep == 0 and e.param == (ex_f if e.method == "ILVR" else ex_s):
-                    examples[q.label]["edits"][e.method] = {
+                    key = e.method if budget is None else f"{e.method} · NFE {budget}"
+                    examples[q.label]["edits"][key] = {
                         "setting": e.setting,
                         "images": _hex(e.x[: p.examples]),
                     }
         for (method, setting), parts in pooled.items():
             n = sum(len(part["feats"]) for part in parts)
-            param, seed, t_start = meta[(method, setting)]
+            param, seed, t_start, sweep = meta[(method, setting)]
             rows.append(
                 _row(
-                    "pooled", method, setting, param, n, seed, t_start, summary(parts, real_pooled)
+                    "pooled",
+                    method,
+                    setting,
+                    param,
+                    n,
+                    seed,
+                    t_start,
+                    summary(parts, real_pooled),
+                    sweep,
                 )
             )
         per_repeat.append(rows)
 
-    return {
+    out = {
         "preset": name,
         "config": asdict(p) | {"example_strength": ex_s, "example_ilvr_factor": ex_f},
         "model": MODEL,
@@ -324,6 +440,9 @@ def run(
         "classifier_accuracy": float(torch.cat(hits).double().mean()),
         "seconds": time.perf_counter() - start,
     }
+    if p.map_study:
+        out["map_quality"] = map_table(map_parts, p.map_reference)
+    return out
 
 
 # --------------------------------------------------------------------------- table
@@ -352,7 +471,68 @@ def _cell(row: dict, key: str, fmt: str) -> str:
 def _order(row: dict) -> tuple:
     m = row["method"]
     rank = REFERENCES.index(m) if m in REFERENCES else len(REFERENCES) + METHODS.index(m)
-    return rank, row["param"] if row["param"] is not None else 0.0
+    variant = row.get("variant_label", "")  # combined runs (_editing_merge): their settings
+    return rank, variant, row.get("budget", 0), row["param"] if row["param"] is not None else 0.0
+
+
+def _goal_markdown(goal: list[dict]) -> list[str]:
+    """The few-step curves against each method's ``steps``-grid curve at matched accuracy."""
+    tol = TOLERANCE
+    lines = [
+        "",
+        "**Few evaluations vs the steps grid at matched target accuracy** (pooled; at each "
+        "reference point, few-step − reference with the few-step curve interpolated linearly "
+        f"in accuracy along its strength sweep; within: every ΔSSIM ≥ −{tol['ssim']:g} and "
+        f"Δbg PSNR ≥ −{tol['bg_psnr']:g} dB; uncovered: reference accuracies outside the "
+        "few-step sweep)",
+        "",
+        "| method | NFE ≤ | variant | NFE/img | reference | worst ΔSSIM | worst Δbg PSNR "
+        "| within | at accuracy: ΔSSIM / Δbg PSNR |",
+        "|---|---:|---|---:|---|---:|---:|---|---|",
+    ]
+    for g in goal:
+        w, pts = g["worst"], g["points"]
+        cells = [
+            "–" if w[k] is None else f"{w[k]:+.3f}" if k == "ssim" else f"{w[k]:+.2f}"
+            for k in ("ssim", "bg_psnr")
+        ]
+        met = {None: "not all covered", True: "yes", False: "no"}[g["met"]]
+        at = [f"{q['accuracy']:.2f}: {q['d_ssim']:+.3f} / {q['d_bg_psnr']:+.2f}" for q in pts]
+        at = "; ".join(at + [f"{a:.2f}: uncovered" for a in g["uncovered"]])
+        lines.append(
+            f"| {g['method']} | {g['budget']} | {g['variant'] or '–'} | {g['nfe']:.0f} | "
+            f"{g['reference'] or 'steps grid'} | {cells[0]} | {cells[1]} | {met} | {at or '–'} |"
+        )
+    return lines
+
+
+def _map_markdown(rows: list[dict]) -> list[str]:
+    """The weighting-map study's pooled table (per-pair rows are in the JSON)."""
+    ref = rows[0]["reference"]
+    lines = [
+        "",
+        f"**Weighting map with fewer draws** (pooled; vs a {ref}-draw map; the n = {ref} row is "
+        "a second, independent map of as many draws: the noise floor)",
+        "",
+        "| draws n | map NFE/img | " + " | ".join(h for _, h, _ in MAP_KEYS) + " |",
+        "|---:|---:|" + "---:|" * len(MAP_KEYS),
+    ]
+    for r in sorted((r for r in rows if r["pair"] == "pooled"), key=lambda r: r["n"]):
+        cells = " | ".join(f.format(r[k]) for k, _, f in MAP_KEYS)
+        lines.append(f"| {r['n']} | {r['nfe']:.0f} | {cells} |")
+    return lines
+
+
+def _variant(c: dict) -> str:
+    """The non-default solver, shift and NFE sweep of a config, for the header."""
+    parts = []
+    if c.get("sampler", "ddpm") != "ddpm":
+        parts.append(f"sampler {c['sampler']}")
+    if c.get("shift", 1.0) != 1.0:
+        parts.append(f"grid shift {c['shift']:g}")
+    if c.get("nfe"):
+        parts.append(f"NFE sweep {'/'.join(map(str, c['nfe']))} (replaces the steps grid)")
+    return "".join(f", {x}" for x in parts)
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -361,7 +541,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Editing, {result['preset']} preset: {c['images']} Fashion-MNIST test images per pair, "
         f"bundled {result['model']}, {c['steps']} linspace steps, target guidance "
-        f"{c['guidance']:g}, {c['repeats']} repeat(s); {result['hardware']}, "
+        f"{c['guidance']:g}, {c['repeats']} repeat(s){_variant(c)}; {result['hardware']}, "
         f"{result['threads']} thread(s), {result['seconds']:.0f} s.",
         "",
         "FID/KID: vs the target class's test images in bundled-classifier features (not "
@@ -384,6 +564,11 @@ def markdown(result: dict[str, Any]) -> str:
         for r in rows:
             cells = " | ".join(_cell(r, k, f) for k, _, f in COLUMNS)
             lines.append(f"| {r['method']} | {r['setting']} | {cells} |")
+    goal = goal_rows(result)
+    if goal:
+        lines += _goal_markdown(goal)
+    if result.get("map_quality"):
+        lines += _map_markdown(result["map_quality"])
     lines += [
         "",
         f"Classifier accuracy on the target classes' test images: "

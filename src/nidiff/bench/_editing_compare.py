@@ -1,0 +1,113 @@
+r"""Two fidelity–editability curves at matched target accuracy (the few-step goal's test).
+
+A method's *curve* is its strength sweep: points (target accuracy, SSIM, background PSNR) in
+sweep order. A candidate curve is read at the target accuracy of every *reference* point, by
+linear interpolation in accuracy between its consecutive sweep points (the first segment that
+spans that accuracy, in sweep order), and the differences candidate − reference are reported.
+The reference points are measured, the candidate interpolated: the chord of a curve that bends
+down (fidelity falling ever faster as accuracy nears 1) lies below it, so a sparse candidate
+sweep is judged pessimistically; sweep the candidate densely. A reference point outside the
+candidate's accuracy range is *uncovered* (listed, not compared). A candidate *meets* a
+tolerance (SSIM ``0.02``, background PSNR ``1 dB``) when every reference point is covered and no
+difference is below minus it (``met`` True); it fails when some covered difference is (False);
+otherwise nothing can be said (``None``: points uncovered).
+
+In a result that holds both NFE-sweep rows (``budget``) and ``steps``-grid rows of a method
+(combined runs, :mod:`nidiff.bench._editing_merge`), :func:`goal_rows` compares every sweep
+curve with at most ``max_budget`` evaluations against the method's ``steps`` curve.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import pairwise
+from typing import Any
+
+__all__ = ["TOLERANCE", "compare", "goal_rows", "interpolate"]
+
+#: The goal's tolerances: SSIM to the source and background PSNR (dB).
+TOLERANCE = {"ssim": 0.02, "bg_psnr": 1.0}
+
+
+def interpolate(curve: list[tuple[float, float]], a: float) -> float | None:
+    """The value of ``curve`` (``(accuracy, value)`` points in sweep order) at accuracy ``a``:
+    linear on the first segment whose accuracies span ``a`` (a point itself if it is one);
+    ``None`` outside every segment."""
+    for (a0, v0), (a1, v1) in pairwise(curve):
+        lo, hi = min(a0, a1), max(a0, a1)
+        if lo <= a <= hi:
+            return v0 if a1 == a0 else v0 + (v1 - v0) * (a - a0) / (a1 - a0)
+    if len(curve) == 1 and curve[0][0] == a:
+        return curve[0][1]
+    return None
+
+
+def _curve(rows: list[dict], key: str) -> list[tuple[float, float]]:
+    pts = sorted(rows, key=lambda r: r["param"])
+    return [(r["accuracy"], r[key]) for r in pts if None not in (r["accuracy"], r[key])]
+
+
+def compare(
+    reference: list[dict], candidate: list[dict], tolerance: dict[str, float] = TOLERANCE
+) -> dict[str, Any]:
+    """Compare a candidate sweep with a reference sweep (rows with ``param``, ``accuracy`` and
+    the ``tolerance`` keys) at the reference's accuracies (module docs).
+
+    Returns:
+        ``{"points": [{"accuracy", "<key>_ref", "<key>", "d_<key>"}, ...], "uncovered":
+        [accuracy, ...], "worst": {key: min difference or None}, "met": bool or None}``.
+    """
+    keys = list(tolerance)
+    cand = {k: _curve(candidate, k) for k in keys}
+    points, uncovered = [], []
+    for r in sorted(reference, key=lambda r: r["param"]):
+        a = r["accuracy"]
+        if a is None or any(r[k] is None for k in keys):
+            continue
+        got = {k: interpolate(cand[k], a) for k in keys}
+        if any(v is None for v in got.values()):
+            uncovered.append(a)
+            continue
+        p: dict[str, float] = {"accuracy": a}
+        for k in keys:
+            p |= {f"{k}_ref": r[k], k: got[k], f"d_{k}": got[k] - r[k]}
+        points.append(p)
+    worst = {k: min((p[f"d_{k}"] for p in points), default=None) for k in keys}
+    within = bool(points) and all(worst[k] >= -tolerance[k] for k in keys)
+    met = False if points and not within else None if uncovered or not points else True
+    return {"points": points, "uncovered": uncovered, "worst": worst, "met": met}
+
+
+def _by_budget(item: tuple) -> tuple:
+    (_, budget, variant), _ = item
+    return budget or 0, variant
+
+
+def goal_rows(
+    result: dict[str, Any],
+    methods: tuple[str, ...] = ("EF", "NGDM", "NGDM+EF"),
+    max_budget: int = 30,
+    pair: str = "pooled",
+) -> list[dict[str, Any]]:
+    """For each of ``methods`` and each of its sweep curves (budget, variant) with budget
+    ``<= max_budget``: the :func:`compare` of it against the method's ``steps``-grid curve in
+    ``result`` (rows without a budget; the first such variant), on ``pair``. Each entry:
+    ``method``, ``budget``, ``variant``, ``nfe`` (the largest counted NFE per image of the
+    curve), ``reference`` (the reference's variant label) and the comparison."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in result["rows"]:
+        if r["pair"] == pair and r["method"] in methods:
+            groups[(r["method"], r.get("budget"), r.get("variant_label", ""))].append(r)
+    out = []
+    for method in methods:
+        refs = [(v, rows) for (m, b, v), rows in groups.items() if m == method and b is None]
+        if not refs:
+            continue
+        ref_label, ref_rows = refs[0]
+        for (m, budget, variant), rows in sorted(groups.items(), key=_by_budget):
+            if m != method or budget is None or budget > max_budget:
+                continue
+            nfe = max(r["nfe_per_image"] for r in rows)
+            out.append({"method": method, "budget": budget, "variant": variant, "nfe": nfe,
+                        "reference": ref_label, **compare(ref_rows, rows)})  # fmt: skip
+    return out
