@@ -154,3 +154,20 @@ def test_markdown_cells():
     assert "| EF | 8 | 2.00 | 164 | 82×2 | 6.4 | 39.0 | 0.5 | 0.01 | 0.80 |" in lines
     assert "| LEDITS++ | 4 | 1.00 | 150 | 50×1, 50×2 | 2 | 13.3 | 0.5 | 0.01 | 0.50 |" in lines
     assert "regeneration from skip 18 (guidance 15)" in text
+
+
+def test_ef_with_ledits_solver_runs_at_ledits_nfe():
+    """EF + DPM++ SDE (opt-in) on LEDITS++'s grid: an unguided inversion and a guided
+    regeneration over the same N steps, the same UNet calls as LEDITS++ (issue 14)."""
+    preset = sd_speed.Preset(size=32, steps=STEPS, repeats=1, warmup=0)
+    methods = (sd_speed.EF_SDE, "LEDITS++")
+    result = sd_speed.run(preset=preset, arch=TINY, device="cpu", methods=methods)
+    rows = {r["method"]: r for r in result["rows"]}
+    assert list(rows) == list(methods)
+    assert rows[sd_speed.EF_SDE]["calls"] == rows["LEDITS++"]["calls"] == {"1": STEPS, "2": STEPS}
+    assert rows[sd_speed.EF_SDE]["nfe"] == sd_speed.ef_sde_nfe(STEPS) == rows["LEDITS++"]["nfe"]
+    assert list(result["ratios"]) == [f"{sd_speed.EF_SDE}/LEDITS++"]
+    assert result["config"]["ef_sde"]["sampler"] == "dpm++2m-sde"
+    assert "LEDITS++'s NFE" in sd_speed.markdown(result)
+    with pytest.raises(ValueError, match="choose among"):
+        sd_speed.run(preset=preset, arch=TINY, methods=("EF", "Pix2Pix"))

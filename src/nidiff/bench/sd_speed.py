@@ -13,6 +13,12 @@ random image of ``size × size`` pixels with three methods, each at ``N`` steps:
   :func:`~nidiff.inversion.edit_friendly_regenerate`): inversion over the ``N``-step grid with
   the source prompt at guidance 3.5, then regeneration with the target prompt at guidance 15
   from ``skip = round(0.36 N)`` (EF Sec. 6): ``N + (N − skip)`` calls of batch 2;
+* **EF + DPM++ SDE** (opt-in, ``--methods``; issue 14): EF with LEDITS++'s solver and grid at
+  LEDITS++'s NFE: the last ``N`` steps of the ``int(N·1.15)``-step leading grid (LEDITS++'s
+  ``skip``), inversion with the source prompt *unguided* (``N`` calls of batch 1) recording the
+  noise of SDE-DPM-Solver++(2M) (``process.sampler("dpm++2m-sde")``), regeneration with the
+  target prompt at guidance 15 over all ``N`` steps (``N`` calls of batch 2): ``3N``, as
+  LEDITS++;
 * **LEDITS++** (``diffusers.LEditsPPPipelineStableDiffusion`` built from the same modules, with
   its own copy of the scheduler): ``invert(image, num_inversion_steps=N, skip=0.15)`` (no source
   prompt, its default: ``N`` calls of batch 1; the pipeline also decodes the VAE reconstruction
@@ -69,7 +75,17 @@ from ._device import hardware, sync, timed
 from ._report import report
 from ._sd_random import SD15, Architecture, random_components
 
-__all__ = ["PRESETS", "Preset", "main", "markdown", "nidiff_nfe", "run"]
+__all__ = [
+    "ALL_METHODS",
+    "METHODS",
+    "PRESETS",
+    "Preset",
+    "ef_sde_nfe",
+    "main",
+    "markdown",
+    "nidiff_nfe",
+    "run",
+]
 
 SOURCE, TARGET = "a photo of a cat", "a photo of a dog"
 EDIT_CONCEPTS = ("dog",)  # LEDITS++: one concept added (batch 2 per step, as a guided step)
@@ -78,7 +94,10 @@ NGDM_GUIDANCE = 7.5
 EF_SOURCE_GUIDANCE, EF_GUIDANCE = EF_PAPER["source_guidance"], EF_PAPER["guidance"]  # EF Sec. 6
 EF_SKIP_FRACTION = EF_PAPER["skip_frac"]
 LEDITS_SKIP = 0.15  # LEDITS++'s default fraction
+EF_SDE = "EF + DPM++ SDE"
+#: The methods timed by default; ALL_METHODS adds EF with LEDITS++'s solver at its NFE.
 METHODS = ("NGDM", "EF", "LEDITS++")
+ALL_METHODS = ("NGDM", "EF", EF_SDE, "LEDITS++")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -96,6 +115,18 @@ PRESETS = {
     "full": Preset(size=512, steps=50, repeats=3),
     "quick": Preset(size=256, steps=8, repeats=1, warmup=0),
 }
+
+
+def ledits_grid_steps(steps: int) -> int:
+    """The leading grid LEDITS++ sets for ``steps`` inversion steps, ``int(steps·(1 + skip))``
+    (it runs the last ``steps`` of it)."""
+    return int(steps * (1 + LEDITS_SKIP))
+
+
+def ef_sde_nfe(steps: int) -> int:
+    """NFE of EF + DPM++ SDE at ``steps``: ``N`` unguided inversion calls + ``2N`` guided ones,
+    LEDITS++'s ``3N``."""
+    return 3 * steps
 
 
 def nidiff_nfe(steps: int, map_draws: int = MAP_DRAWS) -> dict[str, int]:
@@ -201,6 +232,19 @@ def _methods(
         )
         return sd.decode_latents(res.x0)
 
+    def ef_sde_edit() -> Tensor:
+        z0 = sd.encode_image(image)
+        src, tgt, null = prompts()
+        sub = sd.leading_grid(ledits_grid_steps(steps))[-steps:]
+        inv = edit_friendly_invert(
+            sd.denoiser, z0, process, sub, cond=src, rule=process.sampler("dpm++2m-sde"),
+            generator=gen(4),
+        )  # fmt: skip
+        res = edit_friendly_regenerate(
+            sd.denoiser, inv, process, cond=tgt, guidance=EF_GUIDANCE, null_cond=null
+        )
+        return sd.decode_latents(res.x0)
+
     def ledits_edit() -> Tensor:
         try:
             pipe.invert(
@@ -211,7 +255,7 @@ def _methods(
             sd.unet.set_attn_processor(dict(unet_processors))  # it empties the dict
         return out.images
 
-    return {"NGDM": ngdm_edit, "EF": ef_edit, "LEDITS++": ledits_edit}
+    return {"NGDM": ngdm_edit, "EF": ef_edit, EF_SDE: ef_sde_edit, "LEDITS++": ledits_edit}
 
 
 def _ledits_pipeline(sd: Any) -> Any:
@@ -242,6 +286,7 @@ def run(
     dtype: str = "float32",
     arch: Architecture = SD15,
     seed: int = 0,
+    methods: tuple[str, ...] = METHODS,
 ) -> dict[str, Any]:
     """Time one edit of NGDM, EF and LEDITS++ at equal steps; return a JSON-safe dict.
 
@@ -253,6 +298,8 @@ def run(
             CUDA; latents and nidiff's sampler math stay float32).
         arch: the pipeline's configs (default SD 1.x; tests pass a tiny one).
         seed: weights, image and every method's noise.
+        methods: which of :data:`ALL_METHODS` to time (in that order; default
+            :data:`METHODS`); ratios are to LEDITS++ when it is among them.
 
     Returns:
         ``{"rows": [...], "ratios": {...}, "config": {...}}``; each row has ``method``,
@@ -275,6 +322,9 @@ def run(
         raise ValueError(f"size={p.size} must be a positive multiple of 32 (LEDITS++ needs it)")
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} must be one of {', '.join(DTYPES)}")
+    if not methods or any(m not in ALL_METHODS for m in methods):
+        raise ValueError(f"methods {list(methods)}: choose among {', '.join(ALL_METHODS)}")
+    methods = tuple(m for m in ALL_METHODS if m in methods)
     dev = torch.device(device)
     diffusers_logging.set_verbosity_error()
 
@@ -294,15 +344,16 @@ def run(
         },
         dev,
     )
-    methods = _methods(sd, pipe, image, p.steps, seed)
-    records: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
+    every = _methods(sd, pipe, image, p.steps, seed)
+    chosen = {m: every[m] for m in methods}
+    records: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     try:
         with torch.no_grad():
             for _ in range(p.warmup):
-                for fn in methods.values():
+                for fn in chosen.values():
                     fn()
             for _ in range(p.repeats):
-                for name, fn in methods.items():
+                for name, fn in chosen.items():
                     hooks.reset()
                     out, wall = timed(dev, fn)
                     if not bool(torch.isfinite(out).all()):
@@ -314,7 +365,7 @@ def run(
         hooks.remove()
 
     rows = []
-    for name in METHODS:
+    for name in methods:
         recs = records[name]
         batches = recs[0]["batches"]
         rows.append(
@@ -331,7 +382,9 @@ def run(
             }
         )
     by = {r["method"]: r["median_s"] for r in rows}
-    ratios = {f"{m}/LEDITS++": by[m] / by["LEDITS++"] for m in ("NGDM", "EF")}
+    ratios = {}
+    if "LEDITS++" in by:
+        ratios = {f"{m}/LEDITS++": by[m] / by["LEDITS++"] for m in methods if m != "LEDITS++"}
     config = {
         "preset": None if preset is not None else ("quick" if quick else "full"),
         **asdict(p),
@@ -352,6 +405,11 @@ def run(
                  "guidance": NGDM_GUIDANCE, "eta": 1.0, "grid": "leading"},
         "ef": {"source_guidance": EF_SOURCE_GUIDANCE, "guidance": EF_GUIDANCE,
                "skip": round(EF_SKIP_FRACTION * p.steps), "eta": 1.0, "grid": "leading"},
+        **({"ef_sde": {"sampler": "dpm++2m-sde", "source_guidance": 1.0,
+                       "guidance": EF_GUIDANCE, "skip": 0, "grid": (
+                           f"last {p.steps} of the {ledits_grid_steps(p.steps)}-step leading "
+                           "grid (LEDITS++'s)")}} if EF_SDE in methods else {}),
+        "methods": list(methods),
         "ledits": {"scheduler": "sde-dpmsolver++ (2nd order)", "skip": LEDITS_SKIP,
                    "editing_prompt": list(EDIT_CONCEPTS), "source_prompt": ""},
         "prompts": {"source": SOURCE, "target": TARGET},
@@ -384,11 +442,12 @@ def markdown(result: dict[str, Any]) -> str:
         "| VAE s | text s | UNet share |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
-    ledits = next(r["median_s"] for r in result["rows"] if r["method"] == "LEDITS++")
+    ledits = next((r["median_s"] for r in result["rows"] if r["method"] == "LEDITS++"), None)
     for r in result["rows"]:
         calls = ", ".join(f"{n}×{b}" for b, n in r["calls"].items())
+        ratio = "–" if ledits is None else f"{r['median_s'] / ledits:.2f}"
         lines.append(
-            f"| {r['method']} | {_fmt(r['median_s'])} | {r['median_s'] / ledits:.2f} | "
+            f"| {r['method']} | {_fmt(r['median_s'])} | {ratio} | "
             f"{r['nfe']} | {calls} | {_fmt(r['unet_s'])} | {_fmt(1e3 * r['unet_s'] / r['nfe'])} | "
             f"{_fmt(r['vae_s'])} | "
             f"{_fmt(r['text_s'])} | {r['unet_share']:.2f} |"
@@ -403,6 +462,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"skip {le['skip']:g}, editing prompt {le['editing_prompt']}, no source prompt; its "
         "eager attention processors are part of its cost.",
     ]
+    if "ef_sde" in c:
+        e = c["ef_sde"]
+        lines[-1] += (
+            f" {EF_SDE}: {e['grid']}, inversion with the source prompt unguided recording "
+            f"{e['sampler']}'s noise, regeneration at guidance {e['guidance']:g} over every "
+            "step: LEDITS++'s NFE."
+        )
     return "\n".join(lines)
 
 
@@ -419,6 +485,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="steps N (preset: 50)")
     parser.add_argument("--repeats", type=int, default=None, help="timed edits (preset: 3)")
     parser.add_argument("--seed", type=int, default=0, help="weights, image and noise")
+    parser.add_argument(
+        "--methods",
+        type=lambda text: tuple(m.strip() for m in text.split(",") if m.strip()),
+        default=METHODS,
+        help=f"comma-separated, among {', '.join(ALL_METHODS)}",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     parser.add_argument(
         "--out", type=Path, default=None, help="write sd_speed.json and sd_speed.md here"
@@ -426,7 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result = run(
         quick=args.quick, device=args.device, size=args.size, steps=args.steps,
-        repeats=args.repeats, dtype=args.dtype, seed=args.seed,
+        repeats=args.repeats, dtype=args.dtype, seed=args.seed, methods=args.methods,
     )  # fmt: skip
     report(result, markdown, args.json, name="sd_speed", out=args.out)
 
