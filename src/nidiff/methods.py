@@ -29,6 +29,7 @@ from torch import Tensor
 
 __all__ = [
     "EF_PAPER",
+    "MAP_MODES",
     "METHODS",
     "OPTION_NAMES",
     "P2P_PAPER",
@@ -73,6 +74,7 @@ class EditOptions:
     factor: int = 4
     map_n: int = 10
     map_strength: float = 0.5
+    map_mode: str = "replace"  # a user's map (EditCall.user_map): instead of, or times, NGDM's
     threshold: float = 0.5
     preserve: bool = False
     cross_replace: float = 0.6
@@ -100,6 +102,9 @@ class EditCall:
     generator: torch.Generator
     options: EditOptions
     prompts: tuple[str | None, str | None] = (None, None)
+    #: A user's change map on the space's grid, ``(1, 1, *spatial)`` in ``[0, 1]`` (white = 1 =
+    #: change, Differential Diffusion's convention), for the NGDM methods (``options.map_mode``).
+    user_map: Tensor | None = None
 
     @property
     def guide(self) -> dict[str, Any]:
@@ -126,6 +131,20 @@ class EditCall:
             s.denoiser, self.x0, s.process, source_cond=self.source, target_cond=self.target,
             strength=o.map_strength, n=o.map_n, generator=self.generator,
         )  # fmt: skip
+
+    def lam(self) -> tuple[Tensor, int]:
+        """λ of the NGDM methods and the model calls it cost: the weighting map, or
+        :attr:`user_map` instead of it (``map_mode="replace"``) or multiplied with it
+        (``"multiply"``)."""
+        mode = self.options.map_mode
+        if mode not in MAP_MODES:
+            raise ValueError(f"map_mode={mode!r} must be one of {MAP_MODES}")
+        if self.user_map is not None and mode == "replace":
+            return self.user_map.to(self.x0.device), 0
+        wm = self.weighting_map()
+        if self.user_map is None:
+            return wm.lam, wm.nfe
+        return wm.lam * self.user_map.to(wm.lam.device, wm.lam.dtype), wm.nfe
 
     def ef_invert(self):
         from .inversion import edit_friendly_invert
@@ -169,6 +188,11 @@ class MethodInfo:
         """Whether ``skip`` applies (the inverting methods)."""
         return "skip" in self.options
 
+    @property
+    def takes_user_map(self) -> bool:
+        """Whether a user's change map can be its λ (``--map``: the NGDM methods)."""
+        return "map_mode" in self.options
+
 
 def _snr_start(c: EditCall) -> int:
     """``1`` when the grid starts where the SNR is 0 (rectified flow's ``t = 1``), else ``0``.
@@ -196,24 +220,26 @@ def _tail(inv: Any, k: int) -> Any:
 def _ngdm(c: EditCall) -> tuple[Any, int]:
     from .editing import ngdm
 
-    s, o, wm = c.space, c.options, c.weighting_map()
+    s, o = c.space, c.options
+    lam, nfe = c.lam()
     res = ngdm(
-        s.denoiser, c.x0, s.process, c.grid[_snr_start(c) :], wm.lam, cond=c.target,
+        s.denoiser, c.x0, s.process, c.grid[_snr_start(c) :], lam, cond=c.target,
         rule=c.rule(), generator=c.generator, preserve=o.preserve, **c.guide,
     )  # fmt: skip
-    return res, wm.nfe
+    return res, nfe
 
 
 def _ngdm_ef(c: EditCall) -> tuple[Any, int]:
     from .editing import ngdm_edit_friendly
 
-    s, wm = c.space, c.weighting_map()
+    s = c.space
+    lam, nfe = c.lam()
     inv = c.ef_invert()
     res = ngdm_edit_friendly(
-        s.denoiser, _tail(inv, _snr_start(c)), s.process, wm.lam, cond=c.target,
+        s.denoiser, _tail(inv, _snr_start(c)), s.process, lam, cond=c.target,
         preserve=c.options.preserve, **c.guide,
     )  # fmt: skip
-    return res, wm.nfe + len(c.grid)
+    return res, nfe + len(c.grid)
 
 
 def _ef(c: EditCall) -> tuple[Any, int]:
@@ -316,6 +342,9 @@ def _p2p_check(space: Any, source: str, target: str, o: EditOptions) -> None:
 
 
 _MAP = frozenset({"map_n", "map_strength"})
+_USER_MAP = frozenset({"map_mode"})  # the NGDM methods take a user's map (EditCall.user_map)
+#: How a user's map enters NGDM's λ: instead of the weighting map, or multiplied with it.
+MAP_MODES = ("replace", "multiply")
 _STEP = frozenset({"eta", "sampler"})  # the step rule: any sampler of the registry
 _INVERT = frozenset({"source_guidance", "skip"}) | _STEP
 
@@ -324,12 +353,12 @@ METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in (
         MethodInfo("ngdm", "NGDM", "per-pixel start times (NGDM Alg. 1)", "NGDM Alg. 1, Sec. 3.4",
-                   _ngdm, _MAP | _STEP | {"preserve"}, has_map=True),
+                   _ngdm, _MAP | _USER_MAP | _STEP | {"preserve"}, has_map=True),
         MethodInfo("ef", "EF", "edit-friendly inversion", "EF Alg. 1, Sec. 4", _ef, _INVERT,
                    inverts=True),
         MethodInfo("ngdm-ef", "NGDM+EF", "both", "nidiff: NGDM's start times on EF maps",
-                   _ngdm_ef, _MAP | _STEP | {"source_guidance", "preserve"}, has_map=True,
-                   inverts=True),
+                   _ngdm_ef, _MAP | _USER_MAP | _STEP | {"source_guidance", "preserve"},
+                   has_map=True, inverts=True),
         MethodInfo("sdedit", "SDEdit", "", "Meng et al. 2022", _sdedit, _STEP | {"strength"},
                    conditions=("target",)),
         MethodInfo("ilvr", "ILVR", "", "Choi et al. 2021", _ilvr, _STEP | {"factor"},

@@ -44,6 +44,11 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
+def rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img, dtype=np.int16)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_invert_then_regenerate_returns_the_encoded_latents(work, family, monkeypatch):
     from nidiff.cli.latent import LatentModel
@@ -157,3 +162,56 @@ def test_bad_input_is_one_line_exit_2_nothing_written(work, tmp_path):
     bad(*edit, "--model", work / "sdxl", "--dtype", "float16", match="float16 needs a CUDA device",
         out=out)  # fmt: skip
     bad(*edit, "--offload", match="--offload is for diffusers pipelines", out=out)
+
+
+def test_change_maps_in_differential_diffusions_convention(work, tmp_path):
+    """``--map``: white = change (λ = 1), black = keep (λ = 0), resized to the latent grid, instead
+    of (or times) NGDM's weighting map; ``--save-map`` writes λ the same way, so it reads back."""
+    from nidiff.imageio import save_image
+    from nidiff.models.families import load_pipeline
+
+    photo = tmp_path / "square.png"
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(photo)
+    ramp = tmp_path / "ramp.png"  # left keep, right change, at the latent resolution
+    Image.fromarray(np.tile(np.linspace(0, 255, 16).astype(np.uint8), (16, 1))).save(ramp)
+    black = tmp_path / "black.png"
+    Image.new("L", (64, 64), 0).save(black)
+    model = ["--model", work / "sd3", *FAST, "-s", SOURCE, "-t", TARGET, "--seed", "2"]
+    for method in ("ngdm", "ngdm-ef"):
+        kept = tmp_path / f"kept-{method}.png"
+        ok("edit", photo, *model, "--method", method, "--map", black, "--out", kept)
+        space = load_pipeline(work / "sd3")
+        z0 = space.encode_image(space.load_image(photo, 32))
+        ref = tmp_path / "ref.png"
+        save_image(space.decode_latents(z0)[0], ref)
+        diff = np.abs(rgb(kept) - rgb(ref))
+        assert diff.max() <= 1  # λ ≡ 0: the source comes back (up to PNG rounding)
+        rec = record(kept)  # the map replaced the weighting map: no model calls for it
+        assert rec["map"] == str(black) and rec["resolved"]["map_mode"] == "replace"
+        assert rec["nfe"] == {"ngdm": 3, "ngdm-ef": 4 + 3}[method]
+        saved = tmp_path / f"lam-{method}.png"
+        ok("edit", photo, *model, "--method", method, "--map", ramp, "--save-map", saved,
+           "--out", tmp_path / f"ramp-{method}.png")  # fmt: skip
+        got = np.asarray(Image.open(saved), np.int16)
+        want = np.asarray(Image.open(ramp), np.int16)
+        assert got.shape == (16, 16) and np.abs(got - want).max() <= 12  # resampled 16→32→16
+        assert got[:, 0].max() < 20 and got[:, -1].min() > 235
+    computed, times = tmp_path / "computed.png", tmp_path / "times.png"
+    white = tmp_path / "white.png"
+    Image.new("L", (32, 32), 255).save(white)
+    ok("edit", photo, *model, "--method", "ngdm", "--save-map", computed,
+       "--out", tmp_path / "a.png")  # fmt: skip
+    ok("edit", photo, *model, "--method", "ngdm", "--map", white, "--map-mode", "multiply",
+       "--save-map", times, "--out", tmp_path / "b.png")  # fmt: skip
+    assert np.array_equal(np.asarray(Image.open(computed)), np.asarray(Image.open(times)))
+    out = tmp_path / "bad.png"
+    edit = ["edit", work / "photo.png", *model, "--method", "ngdm", "--out", out]
+    bad(*edit, "--map", black, match="must have the image's aspect ratio", out=out)  # 48×40
+    text = tmp_path / "map.txt"
+    text.write_text("not an image")
+    bad(*edit, "--map", text, match="map.txt", out=out)
+    bad(*edit[:-4], "--method", "sdedit", "--out", out, "--map", black,
+        match="--map applies to --method ngdm, ngdm-ef, not sdedit", out=out)  # fmt: skip
+    bad(*edit[:-4], "--method", "ef", "--out", out, "--map-mode", "multiply",
+        match="--map-mode does not apply to --method ef", out=out)  # fmt: skip

@@ -15,6 +15,7 @@ from .batch import is_batch, on_error_option, read_rows, report_failures, run_ro
 from .common import (
     GUIDANCE,
     InputError,
+    check_image_file,
     check_image_output,
     check_outputs,
     device_options,
@@ -126,6 +127,21 @@ _SD_EF = (
     help="noise level of the weighting map / mask, fraction of t_max",
 )
 @click.option(
+    "--map",
+    "map_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="ngdm, ngdm-ef: a grey change map (white = change, black = keep; Differential "
+    "Diffusion's convention) of the image's aspect, resized to the model's grid, as λ",
+)
+@click.option(
+    "--map-mode",
+    type=click.Choice(["replace", "multiply"]),
+    default="replace",
+    show_default=True,
+    help="ngdm, ngdm-ef: --map replaces the computed weighting map, or multiplies it",
+)
+@click.option(
     "--threshold",
     type=click.FloatRange(0, 1),
     default=0.5,
@@ -214,6 +230,8 @@ def edit(
     factor: int,
     map_n: int,
     map_strength: float,
+    map_file: Path | None,
+    map_mode: str,
     threshold: float,
     preserve: bool,
     cross_replace: float,
@@ -247,16 +265,20 @@ def edit(
         "steps": steps, "guidance": guidance, "source_guidance": source_guidance,
         "eta": eta if sampler is None or option_given("eta") else None, "sampler": sampler,
         "skip": skip, "strength": strength, "factor": factor, "map_n": map_n,
-        "map_strength": map_strength, "threshold": threshold, "preserve": preserve,
+        "map_strength": map_strength, "map_mode": map_mode, "threshold": threshold,
+        "preserve": preserve,
         "cross_replace": cross_replace, "self_replace": self_replace, "p2p_mode": p2p_mode,
         "reweight": _reweights(reweight),
     }  # fmt: skip
+    if map_file is not None and not METHODS[method].takes_user_map:
+        takers = ", ".join(n for n, m in METHODS.items() if m.takes_user_map)
+        raise InputError(f"--map applies to --method {takers}, not {method}")
     if skip is not None and METHODS[method].skips:
         input_errors(check_skip)(skip, steps, "--skip", "--steps")
     load = {"device": device, "dtype": dtype, "size": size, "offload": offload}
     if is_batch(image):
-        if save_map is not None:
-            raise InputError("--save-map is for one image; batch mode has no map outputs")
+        if save_map is not None or map_file is not None:
+            raise InputError("--save-map and --map are for one image, not batch mode")
         folder = Path("edits") if out is None else out
         rows = read_rows(image, source, target, folder, method)
         _run_batch(rows, folder, method, model, load, (seed, resize, overwrite, on_error), given)
@@ -268,15 +290,19 @@ def edit(
     out = out if out is not None else Path(f"{image.stem}-{method}.png")
     check_image_output(out)
     check_image_output(save_map, "--save-map")
-    check_outputs([out, record_path(out), save_map], [image], overwrite)
+    check_outputs([out, record_path(out), save_map], [image, map_file], overwrite)
+    if map_file is not None:
+        _check_map(map_file, image)
     m = load_cli_model(model, **load)
     opts = resolve_options(m, method, given)
     _check_model(m, method)
     check_method(m, method, source, target, **opts)
     x0 = m.load_image(image, resize)
+    user_map = None if map_file is None else m.load_mask(map_file, resize)
     src, tgt = m.conditions(source, target)
     conds = (source, target, src, tgt)
-    nfe = _edit_one(m, x0, conds, out, save_map, method, seed, opts, started, {})
+    maps = (save_map, map_file, user_map)
+    nfe = _edit_one(m, x0, conds, out, maps, method, seed, opts, started, {})
     click.echo(f"wrote {out} ({method}, {nfe} model calls)")
 
 
@@ -320,15 +346,31 @@ def resolve_options(m: LoadedCli, method: str, given: dict[str, Any]) -> dict[st
     return opts
 
 
-def _edit_one(m, x0, conds, out, save_map, method, seed, opts, started, row) -> int:
+def _check_map(path: Path, image: Path) -> None:
+    """``--map`` must be an image of IMAGE's aspect (it is centre-cropped and resized as the
+    image is, so a map of another aspect would cover another part of it)."""
+    (mw, mh), (iw, ih) = check_image_file(path), check_image_file(image)
+    if abs(mw * ih - iw * mh) > 0.01 * iw * mh:
+        raise InputError(
+            f"--map {path} is {mw}×{mh}, IMAGE {image} is {iw}×{ih}: a change map must have the "
+            "image's aspect ratio (it is cropped and resized as the image is)"
+        )
+
+
+def _edit_one(m, x0, conds, out, maps, method, seed, opts, started, row) -> int:
     """Edit one image, write it (and its map) and its record; returns the model calls.
 
-    ``conds`` is ``(source, target, source_cond, target_cond)``: names and model conditions.
+    ``conds`` is ``(source, target, source_cond, target_cond)``: names and model conditions;
+    ``maps`` is ``(save_map, map_file, user_map)``: where λ goes, the ``--map`` file and the
+    map read from it (or ``None``s).
     """
     from ..imageio import save_image
 
     source, target, src, tgt = conds
-    res, extra_nfe = run_method(m, x0, method, src, tgt, seed=seed, names=(source, target), **opts)
+    save_map, map_file, user_map = maps
+    res, extra_nfe = run_method(
+        m, x0, method, src, tgt, seed=seed, names=(source, target), user_map=user_map, **opts
+    )
     save_image(m.to_image(res.x0)[0].clamp(-1, 1), out)
     if save_map is not None:
         save_image(res.lam[0][:1].float() * 2 - 1, save_map)
@@ -337,6 +379,7 @@ def _edit_one(m, x0, conds, out, save_map, method, seed, opts, started, row) -> 
         nfe=res.nfe + extra_nfe, resolved=opts, model=m.describe(), row=row,
         **m.condition_record("source", source, src), **m.condition_record("target", target, tgt),
         outputs={"image": str(out), "map": None if save_map is None else str(save_map)},
+        map=None if map_file is None else str(map_file),
     )  # fmt: skip
     return res.nfe + extra_nfe
 
@@ -364,7 +407,8 @@ def _run_batch(rows, folder, method, model, load, run, given) -> None:
     def edit_row(r, item):
         row = {"index": r.index, "image": str(r.image), "source": r.source, "target": r.target,
                "rank": rank, "world_size": world}  # fmt: skip
-        _edit_one(m, *item, r.out, None, method, seed + r.index, opts, time.perf_counter(), row)
+        maps = (None, None, None)
+        _edit_one(m, *item, r.out, maps, method, seed + r.index, opts, time.perf_counter(), row)
 
     label = f"edit {method} (rank {rank}/{world}, {done} done before)"
     edited, failures = run_rows(mine, prepare, edit_row, on_error=on_error, label=label)

@@ -35,12 +35,15 @@ def run_method(
     *,
     seed: int,
     names: tuple[str | None, str | None] = (None, None),
+    user_map: Tensor | None = None,
     **opts: Any,
 ) -> tuple[Any, int]:
     """Run ``method`` on ``x0`` with :class:`EditOptions` ``opts``; returns its ``EditResult``
     and the model calls spent outside it. ``names`` are the source and target prompts (what
-    ``src``/``tgt`` encode; Prompt-to-Prompt aligns their words). Every random draw comes from
-    one generator seeded with ``seed`` on the model's device; the grid is the model's own."""
+    ``src``/``tgt`` encode; Prompt-to-Prompt aligns their words); ``user_map`` a change map for
+    the NGDM methods (``--map``). Every random draw comes from one generator seeded with
+    ``seed`` on the model's device; the grid is the model's own."""
     o = EditOptions(**opts)
     g = torch.Generator(device=m.device).manual_seed(seed)
-    return METHODS[method].run(EditCall(m.space, x0, src, tgt, m.grid(o.steps), g, o, names))
+    call = EditCall(m.space, x0, src, tgt, m.grid(o.steps), g, o, names, user_map)
+    return METHODS[method].run(call)
