@@ -28,7 +28,7 @@ def test_the_method_registry_drives_the_cli():
 @pytest.mark.parametrize(
     ("method", "flag", "value", "users"),
     [
-        ("sdedit", "--skip", "3", "ef, ddim, cycle, p2p"),
+        ("sdedit", "--skip", "3", "ef, ddim, cycle, flowedit, p2p"),
         ("ef", "--strength", "0.4", "sdedit, diffedit"),
         ("ngdm", "--factor", "2", "ilvr"),
         ("ddim", "--eta", "0.5", "ngdm, ef, ngdm-ef, sdedit, ilvr, cycle, p2p"),

@@ -29,6 +29,7 @@ from torch import Tensor
 
 __all__ = [
     "EF_PAPER",
+    "FLOWEDIT_PAPER",
     "MAP_MODES",
     "METHODS",
     "OPTION_NAMES",
@@ -53,6 +54,12 @@ EF_PAPER: dict[str, Any] = {
 #: 9 and skip 12 of 100; cross-attention replaced during 60 % and self-attention injected during
 #: 20 % of the steps run.
 P2P_PAPER: dict[str, Any] = {**EF_PAPER, "guidance": 9.0, "skip_frac": 0.12}
+#: FlowEdit's settings (Kulikov et al. 2025, their code): steps, n_max = steps - skip, source
+#: and target guidance, per family.
+FLOWEDIT_PAPER: dict[str, dict[str, Any]] = {
+    "sd3": {"steps": 50, "skip_frac": 17 / 50, "source_guidance": 3.5, "guidance": 13.5},
+    "flux": {"steps": 28, "skip_frac": 4 / 28, "source_guidance": 1.5, "guidance": 5.5},
+}
 #: The guidance scale of Stable Diffusion's own pipeline, for the other methods on SD.
 SD_GUIDANCE = 7.5
 #: nidiff's defaults on pixel models: skip as a fraction of the steps, strengths per method.
@@ -166,7 +173,8 @@ class MethodInfo:
         run: ``run(call) -> (EditResult, extra_nfe)``, the model calls spent outside the result.
         options: the :class:`EditOptions` that apply (besides ``steps`` and ``guidance``).
         has_map: returns a λ map or mask (``--save-map``). inverts: inverts, then regenerates
-            after ``skip`` steps. text_only: needs a text-to-image latent model (its UNet).
+            after ``skip`` steps. text_only: needs a text-to-image latent model, ``needs`` says
+            which (for messages).
         conditions: which of source and target it uses.
         check: validates a (source, target) pair up front (batch mode checks every row first).
     """
@@ -182,6 +190,7 @@ class MethodInfo:
     text_only: bool = False
     conditions: tuple[str, ...] = ("source", "target")
     check: Callable[[Any, str, str, EditOptions], None] | None = None
+    needs: str = "a text-to-image pipeline (--model DIR)"
 
     @property
     def skips(self) -> bool:
@@ -307,6 +316,30 @@ def _diffedit(c: EditCall) -> tuple[Any, int]:
     return res, 0
 
 
+def _flowedit(c: EditCall) -> tuple[Any, int]:
+    from .editing.flowedit import flowedit
+
+    s, o = c.space, c.options
+    res = flowedit(
+        s.denoiser, c.x0, s.process, c.grid, source_cond=c.source, target_cond=c.target,
+        source_guidance=o.source_guidance, guidance=o.guidance, null_cond=s.null_cond(),
+        skip=o.skip, generator=c.generator,
+    )  # fmt: skip
+    return res, 0
+
+
+def _flow_check(space: Any, source: str, target: str, o: EditOptions) -> None:
+    """FlowEdit needs a rectified-flow velocity model (SD3, FLUX)."""
+    from .schedule import RectifiedFlow
+
+    if not isinstance(space.process.schedule, RectifiedFlow):
+        family = getattr(space, "family", "a pixel model")
+        raise ValueError(
+            "--method flowedit follows a rectified-flow velocity field: it runs on sd3 and flux "
+            f"pipelines, not on {family}"
+        )
+
+
 def _p2p(c: EditCall) -> tuple[Any, int]:
     from .editing import p2p_edit_friendly
 
@@ -369,10 +402,15 @@ METHODS: dict[str, MethodInfo] = {
                    frozenset({"source_guidance", "skip", "eta"}), inverts=True),
         MethodInfo("diffedit", "DiffEdit", "", "Couairon et al. 2023", _diffedit,
                    _MAP | {"strength", "threshold"}, has_map=True),
+        MethodInfo("flowedit", "FlowEdit", "inversion-free, by velocity differences (SD3, FLUX)",
+                   "Kulikov et al. 2025", _flowedit, frozenset({"source_guidance", "skip"}),
+                   text_only=True, check=_flow_check,
+                   needs="an SD3 or FLUX pipeline (--model DIR)"),
         MethodInfo("p2p", "P2P+EF", "Prompt-to-Prompt + EF inversion (SD)", "EF Table 3", _p2p,
                    frozenset({"source_guidance", "skip", "eta", "cross_replace", "self_replace",
                               "p2p_mode", "reweight"}),
-                   inverts=True, text_only=True, check=_p2p_check),
+                   inverts=True, text_only=True, check=_p2p_check,
+                   needs="a Stable Diffusion pipeline (--model SD_DIR; SD 1.x/2.x)"),
     )
 }  # fmt: skip
 
@@ -401,10 +439,11 @@ def method_defaults(
             return common | {"sampler": pipeline_sampler(space, fam)}
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
-        return common | {
+        out = common | {
             "skip_frac": SKIP_FRAC, "strength": STRENGTH.get(method, 0.5),
             "source_guidance": fam.source_guidance,
         }  # fmt: skip
+        return out | (FLOWEDIT_PAPER.get(family, {}) if method == "flowedit" else {})
     if method == "sample":
         return {"guidance": SD_GUIDANCE} if latent else {}
     if method not in METHODS:

@@ -93,6 +93,9 @@ def test_every_method_end_to_end(work, family, method):
     if method == "p2p":  # attention control needs SD 1.x/2.x's UNet processors
         bad(*args, match="cross-attention processors", out=out)
         return
+    if method == "flowedit" and family == "sdxl":  # a velocity field: rectified flow only
+        bad(*args, match="runs on sd3 and flux pipelines, not on sdxl", out=out)
+        return
     extra = ["--save-map", work / f"map-{family}-{method}.png"] if METHODS[method].has_map else []
     ok(*args, *extra)
     with Image.open(out) as img:
@@ -107,7 +110,11 @@ def test_every_method_end_to_end(work, family, method):
     assert m["latent_shape"] == [4 if family == "sdxl" else 16, 16, 16]
     assert (rec["source_prompt"], rec["target_prompt"]) == (SOURCE, TARGET)
     r = rec["resolved"]
-    assert r["steps"] == 4 and r["guidance"] == GUIDANCE[family] and rec["nfe"] >= 1
+    guidance = {"sd3": 13.5, "flux": 5.5}[family] if method == "flowedit" else GUIDANCE[family]
+    assert r["steps"] == 4 and r["guidance"] == guidance and rec["nfe"] >= 1
+    if method == "flowedit":  # FlowEdit's settings: n_max = 33 of 50 (SD3), 24 of 28 (FLUX)
+        assert r["source_guidance"] == {"sd3": 3.5, "flux": 1.5}[family] and r["skip"] == 1
+        assert rec["nfe"] == 2 * 3 and rec["info"]["n_max"] == 3
     if method in ("ngdm", "ngdm-ef") and family != "sdxl":
         # rectified flow has SNR 0 at t = 1, where NGDM's power rule sends every λ > 0: NGDM
         # starts at the next grid time: 3 of the 4 steps
@@ -162,6 +169,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(work, tmp_path):
     bad(*edit, "--model", work / "sdxl", "--dtype", "float16", match="float16 needs a CUDA device",
         out=out)  # fmt: skip
     bad(*edit, "--offload", match="--offload is for diffusers pipelines", out=out)
+    pixel = ["edit", photo, "-s", "shirt", "-t", "coat", "--out", out, "--steps", "4"]
+    bad(*pixel, "--method", "flowedit", match="flowedit needs an SD3 or FLUX pipeline", out=out)
 
 
 def test_change_maps_in_differential_diffusions_convention(work, tmp_path):

@@ -324,8 +324,7 @@ def _reweights(items: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
 def _check_model(m: LoadedCli, method: str) -> None:
     if METHODS[method].text_only and m.sd is None:
         raise InputError(
-            f"--method {method} needs a Stable Diffusion pipeline (--model SD_DIR); "
-            f"{m.name} is a pixel model"
+            f"--method {method} needs {METHODS[method].needs}; {m.name} is a pixel model"
         )
 
 
