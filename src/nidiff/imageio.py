@@ -42,6 +42,7 @@ __all__ = [
     "make_grid",
     "open_image",
     "output_format",
+    "save_array",
     "save_grid",
     "save_image",
     "to_array",
@@ -218,6 +219,18 @@ def save_image(x: Tensor, path: str | os.PathLike, *, overwrite: bool = True) ->
     fmt = output_format(path)
     with atomic_path(path, overwrite=overwrite) as tmp:
         Image.fromarray(to_array(x)).save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
+
+
+def save_array(a: np.ndarray, path: str | os.PathLike, *, overwrite: bool = True) -> None:
+    """Write a uint8 ``(H, W)`` or ``(H, W, 3)`` array atomically, in the format ``path``'s
+    extension names (as :func:`save_image`)."""
+    from PIL import Image
+
+    if a.dtype != np.uint8 or a.ndim not in (2, 3):
+        raise ValueError(f"expected a uint8 (H, W) or (H, W, 3) array, got {a.dtype} {a.shape}")
+    fmt = output_format(path)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        Image.fromarray(a).save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
 
 
 def save_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = None, **kw) -> None:

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "sample": "sample",
     "train": "train",
     "bench": "bench",
+    "app": "app",
 }
 
 
@@ -72,9 +73,20 @@ class _LazyGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
 )
 @click.version_option(package_name="nidiff")
-def cli() -> None:
+@click.option(
+    "--max-params",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="largest network a model directory may ask for, in parameters (default 1e9; also "
+    "NIDIFF_MAX_PARAMS); a config above it is refused before anything is built",
+)
+def cli(max_params: float | None) -> None:
     """nidiff: non-isotropic Gaussian diffusion (NGDM, edge-preserving, GFF, edit-friendly
     inversion) on the bundled Fashion-MNIST models or your own."""
+    if max_params is not None:
+        import os
+
+        os.environ["NIDIFF_MAX_PARAMS"] = str(int(max_params))
 
 
 def main(argv: list[str] | None = None) -> None:

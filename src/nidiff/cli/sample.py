@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 import torch
 
+from .._memory import chunk_size
 from .common import (
+    InputError,
     check_image_output,
     check_outputs,
     device_options,
@@ -59,6 +61,14 @@ from .model import load_cli_model
 @sampler_option("step rule")
 @seed_option
 @click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="as many as fit in a quarter of the free memory, at most 1024",
+    help="samples per chunk: any --num runs in bounded memory (the samples depend on the chunk "
+    "size once --num exceeds it)",
+)
+@click.option(
     "--nrow",
     type=click.IntRange(min=1),
     default=None,
@@ -88,6 +98,7 @@ def sample(
     eta: float,
     sampler: str | None,
     seed: int,
+    batch_size: int | None,
     nrow: int | None,
     out: Path,
     overwrite: bool,
@@ -97,7 +108,7 @@ def sample(
     x_T = Σ^{1/2} z with z ~ N(0, I) from the seeded generator, then STEPS steps of DDIM(η)
     over the leading grid; Stable Diffusion samples latents and decodes them.
     """
-    from ..imageio import save_grid
+    from ..models.latent import slice_cond
     from ..noise import white_noise
     from ..samplers import sample as run_sampler
     from ..samplers.registry import rule_spec
@@ -114,14 +125,22 @@ def sample(
     if sampler is None and not option_given("eta"):  # the pipeline's own scheduler (SDXL ...)
         sampler = defaults.get("sampler")
     rule, grid = step_rule(m.process, sampler, eta), m.grid(steps)
+    chunk = chunk_size(m.shape(1)[1:], batch_size)
+    channels = 3 if m.factor > 1 else m.shape(1)[1]  # latent models decode to RGB
+    tiles = _Tiles(num, nrow, (channels, m.size, m.size))
     net, cond, conditioning = m.sampling(class_name, num, guidance)
     g = torch.Generator(device=m.device).manual_seed(seed)
-    x_T = m.process.prior(white_noise(m.shape(num), generator=g))
+    nfe = 0
     with torch.no_grad():
-        run = run_sampler(net, x_T, grid, rule, cond=cond, noise=g)
-        x = run.x0
-        images = torch.cat([m.to_image(x[i : i + 1]) for i in range(num)])
-    save_grid(images.clamp(-1, 1), out, nrow=nrow)
+        for start in range(0, num, chunk):
+            n = min(chunk, num - start)
+            x_T = m.process.prior(white_noise(m.shape(n), generator=g))
+            c = None if cond is None else slice_cond(cond, start, start + n)
+            run = run_sampler(net, x_T, grid, rule, cond=c, noise=g)
+            nfe = run.nfe
+            for i in range(n):
+                tiles.put(start + i, m.to_image(run.x0[i : i + 1])[0].clamp(-1, 1))
+    tiles.save(out)
     write_record(
         out,
         "sample",
@@ -129,7 +148,8 @@ def sample(
         seed=seed,
         method="ddim" if eta < 1 else "ddpm",
         sampler=rule_spec(rule),
-        nfe=run.nfe,
+        nfe=nfe,
+        batch_size=chunk,
         # conditional samples (a class, every class in turn, a prompt) are guided with this scale
         guidance=guidance if _guided(conditioning) else None,
         model=m.describe(),
@@ -142,3 +162,41 @@ def _guided(conditioning: dict) -> bool:
     """Whether the samples were drawn under guidance: they have labels or a prompt (the
     models' :meth:`~nidiff.cli.model.LoadedCli.sampling` record says which)."""
     return any(conditioning.get(key) is not None for key in ("labels", "prompt"))
+
+
+class _Tiles:
+    """The output grid, filled one image at a time as uint8 (the samples themselves are never
+    all in memory); a grid of more than 4 × :data:`nidiff.imageio.MAX_PIXELS` pixels is refused
+    up front."""
+
+    def __init__(self, num: int, nrow: int | None, image_shape: tuple[int, ...], pad: int = 2):
+        import math
+
+        import numpy as np
+
+        from ..imageio import MAX_PIXELS
+
+        limit = 4 * MAX_PIXELS  # a grid we write may be larger than an input we read
+        c, h, w = (int(v) for v in image_shape)
+        self.nrow = nrow or math.ceil(math.sqrt(num))
+        rows = math.ceil(num / self.nrow)
+        H, W = rows * (h + pad) + pad, self.nrow * (w + pad) + pad
+        if H * W > limit:
+            raise InputError(
+                f"a grid of {num:,} images of {h}×{w} is {H:,}×{W:,} = {H * W:,} pixels, above "
+                f"the {limit:,} an output grid may have; ask for fewer with --num"
+            )
+        self.h, self.w, self.pad = h, w, pad
+        self.grid = np.full((H, W) if c == 1 else (H, W, 3), 255, dtype=np.uint8)
+
+    def put(self, i: int, image: torch.Tensor) -> None:
+        from ..imageio import to_array
+
+        r, q = divmod(i, self.nrow)
+        y, x = self.pad + r * (self.h + self.pad), self.pad + q * (self.w + self.pad)
+        self.grid[y : y + self.h, x : x + self.w] = to_array(image)
+
+    def save(self, path: Path) -> None:
+        from ..imageio import save_array
+
+        save_array(self.grid, path)

@@ -42,6 +42,7 @@ class DiscreteSchedule(AlphaBarSchedule):
         )
         if b.ndim != 1 or b.numel() == 0:
             raise ValueError(f"betas must be a non-empty 1-d sequence, got shape {tuple(b.shape)}")
+        _check_T(int(b.numel()))
         check_finite(b, "betas")
         if bool((b <= 0).any()) or bool((b >= 1).any()):
             raise ValueError("betas must lie in the open interval (0, 1)")
@@ -140,7 +141,13 @@ class DiscreteSchedule(AlphaBarSchedule):
         )
 
 
+#: The largest number of training steps a schedule may have (its tables are 8 bytes a step).
+MAX_T = 1_000_000
+
+
 def _check_T(T: int) -> int:
-    if int(T) != T or T < 1:
-        raise ValueError(f"T={T} must be a positive integer")
+    if isinstance(T, bool) or not isinstance(T, int | float) or int(T) != T or T < 1:
+        raise ValueError(f"T={T!r} must be a positive integer")
+    if T > MAX_T:
+        raise ValueError(f"T={T:,} exceeds the {MAX_T:,} training steps a schedule may have")
     return int(T)

@@ -157,6 +157,7 @@ def load_model(
     Raises:
         FileNotFoundError: no such directory. ValueError: corrupt, truncated or mismatched files.
     """
+    from ..models.config_check import build_checked, check_unet_config, rough_unet_params
     from ..models.diffusers_unet import UNetDenoiser, unet_from_config
 
     directory = Path(directory)
@@ -182,8 +183,13 @@ def load_model(
             f"{metadata['step']}, config.json from step {config['step']}"
         )
     try:
-        network = unet_from_config(config["model"])
-    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        check_unet_config(config["model"])
+        network = build_checked(
+            lambda: unet_from_config(config["model"]),
+            f"the network of {directory}",
+            rough=rough_unet_params(config["model"]),
+        )
+    except ValueError as e:
         raise ValueError(f"{directory}: 'model' in config.json is not a UNet config: {e}") from None
     try:
         missing, unexpected = network.load_state_dict(state, strict=False)
