@@ -1,0 +1,161 @@
+"""The studio's view of the editing methods: the one adapter between the page and the
+library's registry :data:`nidiff.methods.METHODS` (which the CLI reads too).
+
+There is one list of methods. A method appears in the studio as soon as it is in the registry
+(text-only ones for text models only), with the registry's label and the options that apply to
+it; this module adds the one thing only the page needs, :data:`SEED_FIXED`: the methods whose
+result does not change with the seed once their input is fixed (so the seed gallery leaves
+them out).
+
+Every edit runs the registry's own function on an :class:`AppCall`, a
+:class:`~nidiff.methods.EditCall` whose edit-friendly inversion comes from the session's cache
+(so ``ef`` and ``ngdm-ef`` share one inversion per input and settings) and which keeps the
+weighting maps it computed (to show the one that drove NGDM). The painted map is the call's
+``user_map``, as ``nidiff edit --map`` passes it. The model's space is wrapped in a
+:class:`CountedSpace`, so the calls reported are the network evaluations that really ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..methods import METHODS, OPTION_NAMES, EditCall, EditOptions
+
+__all__ = [
+    "SEED_FIXED",
+    "AppCall",
+    "CountedSpace",
+    "CountingDenoiser",
+    "available",
+    "check",
+    "edit_options",
+    "label",
+    "new_call",
+    "run_edit",
+    "stochastic",
+    "takes_map",
+]
+
+#: Methods whose result is fixed once the input is: EF and NGDM+EF regenerate from the cached
+#: inversion (its noise is the seed's, drawn once), DDIM inversion draws nothing, P2P+EF
+#: regenerates from its own inversion.
+SEED_FIXED = frozenset({"ef", "ngdm-ef", "ddim", "p2p"})
+#: Methods whose ``strength`` is a field of its own (``nidiff edit`` has one ``--strength``
+#: with a per-method default).
+STRENGTH_FIELD = {"sdedit": "sdedit_strength", "diffedit": "diffedit_strength"}
+
+
+def label(name: str) -> str:
+    """The registry's label of a method (``NGDM``, ``EF``, ...)."""
+    return METHODS[name].label
+
+
+def stochastic(name: str) -> bool:
+    """Whether the seed changes the method's result for a fixed input (seed gallery)."""
+    return name not in SEED_FIXED
+
+
+def available(text_model: bool) -> list[str]:
+    """The methods a model can run, in the registry's order (text-only ones need a text
+    model)."""
+    return [n for n, m in METHODS.items() if text_model or not m.text_only]
+
+
+def takes_map(name: str) -> bool:
+    """Whether a user's change map can be the method's λ (the NGDM methods)."""
+    return bool(getattr(METHODS[name], "takes_user_map", False))
+
+
+def edit_options(method: str, p: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`~nidiff.methods.EditOptions` of ``method`` from validated fields: every
+    option the fields carry (the rest keep the registry's defaults), the method's strength."""
+    opts = {name: p[name] for name in OPTION_NAMES if name in p}
+    opts["strength"] = p[STRENGTH_FIELD[method]] if method in STRENGTH_FIELD else 0.5
+    return opts
+
+
+def check(space: Any, method: str, source: str, target: str, opts: dict[str, Any]) -> None:
+    """The registry's up-front check of a (source, target) pair (P2P: the prompts align)."""
+    run_check = METHODS[method].check
+    if run_check is not None:
+        run_check(space, source, target, EditOptions(**opts))
+
+
+class CountingDenoiser:
+    """``model(x_t, t, cond)``, counting the calls (a guided call, one batch, counts once);
+    ``tick(calls)`` after each, for progress. Other attributes are the model's."""
+
+    def __init__(self, model: Any, tick: Callable[[int], None] | None = None):
+        self.model, self.tick, self.calls = model, tick, 0
+
+    def __call__(self, x_t: Tensor, t: Tensor, cond: Any = None) -> Tensor:
+        out = self.model(x_t, t, cond)
+        self.calls += 1
+        if self.tick is not None:
+            self.tick(self.calls)
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+class CountedSpace:
+    """A :class:`~nidiff.models.space.ModelSpace` whose ``denoiser`` is a
+    :class:`CountingDenoiser`; everything else is the space's own. One per request, so
+    concurrent requests count separately."""
+
+    def __init__(self, space: Any, tick: Callable[[int], None] | None = None):
+        self._space = space
+        self.denoiser = CountingDenoiser(space.denoiser, tick)
+
+    @property
+    def calls(self) -> int:
+        return self.denoiser.calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._space, name)
+
+
+@dataclass(frozen=True)
+class AppCall(EditCall):
+    """:class:`~nidiff.methods.EditCall` with the session's inversion (``invert()``, when
+    given); ``maps`` collects the weighting maps computed."""
+
+    invert: Callable[[], Any] | None = None
+    maps: list[Any] = field(default_factory=list)
+
+    def weighting_map(self):
+        wm = super().weighting_map()
+        self.maps.append(wm)
+        return wm
+
+    def ef_invert(self):
+        return super().ef_invert() if self.invert is None else self.invert()
+
+
+def new_call(
+    m: Any,
+    space: Any,
+    x0: Tensor,
+    conds: tuple[Any, Any],
+    seed: int,
+    opts: dict[str, Any],
+    **extra: Any,
+) -> AppCall:
+    """The :class:`AppCall` of one edit on ``space`` (``m.space`` or a :class:`CountedSpace`
+    of it), built as :func:`nidiff.cli.methods.run_method` builds its call: the model's own
+    grid of ``steps`` (``m.grid``) and one generator seeded with ``seed``."""
+    o = EditOptions(**opts)
+    g = torch.Generator(device=m.device).manual_seed(seed)
+    return AppCall(space, x0, conds[0], conds[1], m.grid(o.steps), g, o, **extra)
+
+
+def run_edit(call: AppCall, method: str) -> Any:
+    """Run ``method`` (the registry's function) on ``call``; returns its ``EditResult``."""
+    res, _ = METHODS[method].run(call)
+    return res
