@@ -73,6 +73,7 @@ class EditOptions:
 
     steps: int = 50
     guidance: float = 3.0
+    grid_shift: float = 1.0  # the model's grid moved toward high noise (1: as it is)
     source_guidance: float = 1.0
     eta: float | None = 1.0  # None: the sampler's own (when ``sampler`` is named)
     sampler: str | None = None  # None: the process's own rule with ``eta``
@@ -93,7 +94,7 @@ class EditOptions:
 #: Every option name of :class:`EditOptions`.
 OPTION_NAMES = tuple(f.name for f in fields(EditOptions))
 #: Options every method takes.
-COMMON = frozenset({"steps", "guidance"})
+COMMON = frozenset({"steps", "guidance", "grid_shift"})
 
 
 @dataclass(frozen=True)

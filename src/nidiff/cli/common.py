@@ -33,6 +33,7 @@ __all__ = [
     "device_option",
     "device_options",
     "input_errors",
+    "model_grid",
     "model_option",
     "offload_option",
     "option_given",
@@ -41,6 +42,7 @@ __all__ = [
     "resolve_dtype",
     "sampler_option",
     "seed_option",
+    "shift_grid_option",
     "size_option",
     "step_rule",
     "write_record",
@@ -160,6 +162,47 @@ def step_rule(process: Any, sampler: str | None, eta: float) -> Any:
 
     eta_arg = eta if sampler is None or option_given("eta") else None
     return input_errors(choose_rule)(process, sampler, eta=eta_arg)
+
+
+def shift_grid_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--shift-grid S``: the model's time grid moved toward high noise (:func:`model_grid`)."""
+    return click.option(
+        "--shift-grid",
+        "grid_shift",
+        type=FiniteFloatRange(0, 100, min_open=True),
+        default=1.0,
+        show_default="1: the model's own grid",
+        help="move the time grid toward high noise by S, u ↦ Su/(1+(S−1)u) of t/T (SD3's "
+        "shift of the time axis, for few-step inversion as in TurboEdit; VP models only). "
+        "RESULTS.md: helps EF's strong edits at 3 steps (S = 2), not at 10",
+    )(fn)
+
+
+def model_grid(m: Any, steps: int, shift: float = 1.0) -> Any:
+    """The model's own grid of ``steps`` steps, moved toward high noise by ``shift``
+    (:func:`nidiff.schedule.shift_grid`; ``1`` leaves it as it is).
+
+    Raises:
+        InputError: a shift on a model that is not variance-preserving (rectified-flow
+            pipelines shift their grid with their own scheduler's setting), or a step count
+            whose shifted times collide on the model's integer steps.
+    """
+    from ..schedule import AlphaBarSchedule, shift_grid
+
+    grid = m.grid(steps)
+    if shift == 1.0:
+        return grid
+    schedule = m.process.schedule
+    if not isinstance(schedule, AlphaBarSchedule):
+        raise InputError(
+            f"--shift-grid applies to variance-preserving (DDPM-style) models; {m.name} has a "
+            f"{type(schedule).__name__} schedule (a flow pipeline's grid takes the shift of its "
+            "own scheduler)"
+        )
+    try:
+        return shift_grid(grid, schedule, shift)
+    except ValueError as err:
+        raise InputError(f"--shift-grid {shift:g} with --steps {steps}: {err}") from err
 
 
 def overwrite_option(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -22,6 +22,7 @@ from .common import (
     eta_option,
     guidance_option,
     input_errors,
+    model_grid,
     model_option,
     offload_option,
     option_given,
@@ -29,6 +30,7 @@ from .common import (
     record_path,
     sampler_option,
     seed_option,
+    shift_grid_option,
     size_option,
     write_record,
 )
@@ -73,6 +75,7 @@ _SD_EF = (
     show_default="50; Stable Diffusion ef: 100; SD3/FLUX: 28",
     help="steps of the leading time grid",
 )
+@shift_grid_option
 @seed_option
 @guidance_option(
     3.0,
@@ -220,6 +223,7 @@ def edit(
     offload: bool,
     size: int | None,
     steps: int,
+    grid_shift: float,
     seed: int,
     guidance: float,
     source_guidance: float,
@@ -262,7 +266,8 @@ def edit(
         with_map = ", ".join(n for n, m in METHODS.items() if m.has_map)
         raise InputError(f"--save-map needs a method with a map ({with_map}), not {method}")
     given = {
-        "steps": steps, "guidance": guidance, "source_guidance": source_guidance,
+        "steps": steps, "grid_shift": grid_shift, "guidance": guidance,
+        "source_guidance": source_guidance,
         "eta": eta if sampler is None or option_given("eta") else None, "sampler": sampler,
         "skip": skip, "strength": strength, "factor": factor, "map_n": map_n,
         "map_strength": map_strength, "map_mode": map_mode, "threshold": threshold,
@@ -297,6 +302,7 @@ def edit(
     opts = resolve_options(m, method, given)
     _check_model(m, method)
     check_method(m, method, source, target, **opts)
+    model_grid(m, opts["steps"], grid_shift)  # a grid that cannot be: exit 2 before any work
     x0 = m.load_image(image, resize)
     user_map = None if map_file is None else m.load_mask(map_file, resize)
     src, tgt = m.conditions(source, target)
@@ -397,6 +403,7 @@ def _run_batch(rows, folder, method, model, load, run, given) -> None:
     m = load_cli_model(model, **load)
     opts = resolve_options(m, method, given)
     _check_model(m, method)
+    model_grid(m, opts["steps"], opts["grid_shift"])  # before any row is edited
 
     def prepare(r):
         check_method(m, method, r.source, r.target, **opts)

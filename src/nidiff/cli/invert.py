@@ -14,6 +14,7 @@ from .common import (
     eta_option,
     guidance_option,
     input_errors,
+    model_grid,
     model_option,
     offload_option,
     option_given,
@@ -21,6 +22,7 @@ from .common import (
     record_path,
     sampler_option,
     seed_option,
+    shift_grid_option,
     size_option,
     step_rule,
     write_record,
@@ -53,6 +55,7 @@ from .model import load_cli_model
     show_default="50; Stable Diffusion: 100",
     help="steps of the leading time grid",
 )
+@shift_grid_option
 @seed_option
 @guidance_option(1.0, "classifier-free guidance scale of the inversion (Stable Diffusion: 3.5)")
 @eta_option("η of the inverted steps, in (0, 1]", min_open=True)
@@ -76,6 +79,7 @@ def invert(
     offload: bool,
     size: int | None,
     steps: int,
+    grid_shift: float,
     seed: int,
     guidance: float,
     eta: float,
@@ -99,7 +103,7 @@ def invert(
     guidance = guidance if option_given("guidance") else paper.get("source_guidance", guidance)
     rule = step_rule(m.process, sampler, eta)
     input_errors(inversion_rule)(m.process, 1.0, rule)  # a deterministic rule: before any work
-    grid = m.grid(steps)
+    grid = model_grid(m, steps, grid_shift)
     x0 = m.load_image(image, resize)
     (src,) = m.conditions(source)
     inv = edit_friendly_invert(
@@ -121,7 +125,14 @@ def invert(
         seed=seed,
         method="edit_friendly",
         nfe=steps,
-        resolved={"steps": steps, "eta": eta, "guidance": guidance, "sampler": inv.sampler},
+        resolved={
+            "steps": steps,
+            "eta": eta,
+            "guidance": guidance,
+            "sampler": inv.sampler,
+            "grid_shift": grid_shift,
+            "grid": inv.grid.t.tolist(),
+        },
         model=m.describe(),
         **m.condition_record("source", source, src),
     )

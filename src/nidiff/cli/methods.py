@@ -42,8 +42,11 @@ def run_method(
     and the model calls spent outside it. ``names`` are the source and target prompts (what
     ``src``/``tgt`` encode; Prompt-to-Prompt aligns their words); ``user_map`` a change map for
     the NGDM methods (``--map``). Every random draw comes from one generator seeded with
-    ``seed`` on the model's device; the grid is the model's own."""
+    ``seed`` on the model's device; the grid is the model's own (shifted by ``grid_shift``)."""
+    from .common import model_grid
+
     o = EditOptions(**opts)
     g = torch.Generator(device=m.device).manual_seed(seed)
-    call = EditCall(m.space, x0, src, tgt, m.grid(o.steps), g, o, names, user_map)
+    grid = model_grid(m, o.steps, o.grid_shift)
+    call = EditCall(m.space, x0, src, tgt, grid, g, o, names, user_map)
     return METHODS[method].run(call)
