@@ -94,7 +94,7 @@ def test_the_benchmarks_read_the_method_registry():
     from nidiff.bench._editing_methods import METHODS as LABELS
     from nidiff.bench.overhead import _check_covers_registry
 
-    assert LABELS == tuple(METHODS[n].label for n in BENCH_METHODS)
+    assert tuple(METHODS[n].label for n in BENCH_METHODS) == LABELS
     assert set(BENCH_METHODS) == {n for n, m in METHODS.items() if not m.text_only}
     with pytest.raises(ValueError, match="no row for the methods"):
         _check_covers_registry(["ngdm", "ef invert"])

@@ -144,12 +144,20 @@ def check_writable(path: str | os.PathLike) -> None:
     os.unlink(probe)
 
 
-def clean_stale(folder: str | os.PathLike, names: Iterable[str] | None = None) -> list[Path]:
+def clean_stale(
+    folder: str | os.PathLike,
+    names: Iterable[str] | None = None,
+    *,
+    min_age: float | None = None,
+) -> list[Path]:
     """Remove the temporaries that killed writers left in ``folder``; returns what was removed.
 
     Only nidiff's own pattern (:data:`TEMP_NAME`) is touched, only for the output ``names`` if
-    given, only when older than :data:`STALE_AFTER` seconds and not locked by a live writer.
+    given, only when older than ``min_age`` seconds (default :data:`STALE_AFTER`) and not locked
+    by a live writer. A writer that has finished its own writes may pass ``min_age=0`` (the lock
+    alone then tells a live writer's temporary from a killed one's).
     """
+    min_age = STALE_AFTER if min_age is None or fcntl is None else float(min_age)
     folder = Path(folder)
     wanted = None if names is None else set(names)
     removed: list[Path] = []
@@ -160,7 +168,7 @@ def clean_stale(folder: str | os.PathLike, names: Iterable[str] | None = None) -
         if match is None or (wanted is not None and match["name"] not in wanted):
             continue
         with contextlib.suppress(OSError):  # vanished, or not ours to remove: leave it
-            if time.time() - entry.lstat().st_mtime < STALE_AFTER or entry.is_symlink():
+            if time.time() - entry.lstat().st_mtime < min_age or entry.is_symlink():
                 continue
             fd = os.open(entry, os.O_RDONLY)
             try:

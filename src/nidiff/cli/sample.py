@@ -181,7 +181,7 @@ class _Tiles:
         self.nrow = nrow or math.ceil(math.sqrt(num))
         rows = math.ceil(num / self.nrow)
         H, W = rows * (h + pad) + pad, self.nrow * (w + pad) + pad
-        if H * W > limit:
+        if limit < H * W:
             raise InputError(
                 f"a grid of {num:,} images of {h}×{w} is {H:,}×{W:,} = {H * W:,} pixels, above "
                 f"the {limit:,} an output grid may have; ask for fewer with --num"

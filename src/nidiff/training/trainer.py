@@ -260,6 +260,9 @@ def train(
         save_model(model_dir, ema.state_dict(), {**config, "step": step})
         log = {"losses": losses, "log_every": cfg.log_every, "seconds": seconds, "segments": run}
         write_json(out_dir / "train_log.json", {**log, "processes": world})
+        # Our own writes are done: what is left unlocked is a killed run's (even one killed a
+        # moment before this run started, too young for the start-of-run cleanup).
+        _clean_temporaries(out_dir, min_age=0.0)
     return TrainResult(
         model_dir=model_dir,
         step=step,
@@ -281,11 +284,12 @@ def _segment(start: int, end: int, seconds: float | None, processes, started) ->
     }
 
 
-def _clean_temporaries(out_dir: Path) -> None:
-    """Remove what a killed run left half-written: checkpoint folders, model files, samples."""
-    clean_stale(out_dir, {"train.json", "train_log.json"})
+def _clean_temporaries(out_dir: Path, min_age: float | None = None) -> None:
+    """Remove what a killed run left half-written: checkpoint folders, model files, samples
+    (``min_age``: see :func:`nidiff._io.clean_stale`)."""
+    clean_stale(out_dir, {"train.json", "train_log.json"}, min_age=min_age)
     for sub in ("checkpoints", "model", "samples"):
-        clean_stale(out_dir / sub)
+        clean_stale(out_dir / sub, min_age=min_age)
 
 
 @torch.no_grad()
