@@ -246,3 +246,14 @@ def test_cli_walks_the_pipelines_own_grid(work, steps):
     sched.set_timesteps(steps)
     got = load_inversion(inv_path).grid.t - 1
     assert got.tolist() == sched.timesteps.double().tolist()
+
+
+def test_sample_can_end_where_the_pipeline_does(work):
+    """``--final-step pipeline`` ends on the first training step's noise level (DDIM with
+    set_alpha_to_one=False), as diffusers' pipeline does; pixel models refuse it."""
+    out = work / "final.png"
+    ok("sample", "--model", work / "pipeline", "--num", "1", "--sampler", "ddim",
+       "--final-step", "pipeline", *FAST, "--out", out)  # fmt: skip
+    assert record(out)["params"]["final_step"] == "pipeline"
+    bad("sample", "--final-step", "pipeline", "--steps", "2", "--out", work / "no.png",
+        match="--final-step pipeline is for Stable Diffusion", out=work / "no.png")  # fmt: skip

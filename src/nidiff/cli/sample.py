@@ -61,6 +61,15 @@ from .model import load_cli_model
 @sampler_option("step rule")
 @seed_option
 @click.option(
+    "--final-step",
+    type=click.Choice(["clean", "pipeline"]),
+    default="clean",
+    show_default=True,
+    help="where the last step lands: clean data, or where the diffusers pipeline's own last step "
+    "does (SD 1.x/2.x DDIM with set_alpha_to_one=False: the first training step's noise level; "
+    "with --sampler ddim this reproduces the pipeline exactly)",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
@@ -98,6 +107,7 @@ def sample(
     eta: float,
     sampler: str | None,
     seed: int,
+    final_step: str,
     batch_size: int | None,
     nrow: int | None,
     out: Path,
@@ -125,6 +135,14 @@ def sample(
     if sampler is None and not option_given("eta"):  # the pipeline's own scheduler (SDXL ...)
         sampler = defaults.get("sampler")
     rule, grid = step_rule(m.process, sampler, eta), m.grid(steps)
+    if final_step == "pipeline":
+        pipeline_grid = getattr(m.space, "pipeline_grid", None)
+        if pipeline_grid is None:
+            raise InputError(
+                "--final-step pipeline is for Stable Diffusion 1.x/2.x pipelines (their DDIM "
+                f"scheduler's last step); {m.name} ends on clean data"
+            )
+        grid = input_errors(pipeline_grid)(steps)
     chunk = chunk_size(m.shape(1)[1:], batch_size)
     channels = 3 if m.factor > 1 else m.shape(1)[1]  # latent models decode to RGB
     tiles = _Tiles(num, nrow, (channels, m.size, m.size))

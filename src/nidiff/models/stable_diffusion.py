@@ -135,6 +135,16 @@ class StableDiffusion(LatentPipeline):
         plays no part."""
         return self.leading_grid(steps)
 
+    def pipeline_grid(self, steps: int) -> TimeGrid:
+        """:meth:`grid` with diffusers' own last step: with ``set_alpha_to_one=False`` (SD 1.x's
+        DDIM scheduler) the pipeline's final step lands on ᾱ of the first training step, paper
+        time 1, and returns that state; this grid does the same, so a DDIM run reproduces the
+        pipeline exactly. Edit-friendly inversion needs the clean end (:meth:`grid`)."""
+        grid = self.grid(steps)
+        if getattr(self.scheduler.config, "set_alpha_to_one", True):
+            return grid
+        return grid.ending_at(1.0)
+
     def leading_grid(self, steps: int) -> TimeGrid:
         """The pipeline's own ``steps``-step grid: "leading" spacing with its scheduler's
         ``steps_offset`` (1 for SD 1.x), the times diffusers' pipeline visits."""

@@ -64,6 +64,17 @@ class TimeGrid:
             raise TypeError("index a TimeGrid with a slice; iterate it for single pairs")
         return TimeGrid(self.t[index], self.t_prev[index])
 
+    def ending_at(self, t_end: float) -> TimeGrid:
+        """The same steps, the last one landing on ``t_end`` (``< t[-1]``) instead of
+        ``t_prev[-1]``: e.g. diffusers' DDIM with ``set_alpha_to_one=False``, whose final step
+        lands on ᾱ of the first training step (paper time 1) rather than on clean data."""
+        t_end = float(t_end)
+        if not 0.0 <= t_end < float(self.t[-1]):
+            raise ValueError(f"t_end={t_end:g} must lie in [0, {float(self.t[-1]):g})")
+        t_prev = self.t_prev.clone()
+        t_prev[-1] = t_end
+        return TimeGrid(self.t.clone(), t_prev)
+
     @property
     def times(self) -> Tensor:
         """All ``N + 1`` visited times, ``t[0] .. t_prev[-1]``."""
