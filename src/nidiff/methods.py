@@ -20,7 +20,7 @@ follow from the table.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -37,8 +37,10 @@ __all__ = [
     "EditCall",
     "EditOptions",
     "MethodInfo",
+    "check_conditions",
     "check_options",
     "method_defaults",
+    "unconditional_methods",
 ]
 
 #: EF defaults for Stable Diffusion (Huberman-Spiegelglas et al. 2024, Sec. 6): 100 steps,
@@ -176,7 +178,11 @@ class MethodInfo:
         has_map: returns a λ map or mask (``--save-map``). inverts: inverts, then regenerates
             after ``skip`` steps. text_only: needs a text-to-image latent model, ``needs`` says
             which (for messages).
-        conditions: which of source and target it uses.
+        conditions: which of source and target it uses. With ``"source"`` the edit *is* the
+            change from the source to the target (an inversion under the source, a map or mask
+            of their difference), so it needs a class- or text-conditional model; without it the
+            target only steers a regeneration, which runs unguided on an unconditional model
+            (:meth:`required_conditions`, :func:`check_conditions`).
         check: validates a (source, target) pair up front (batch mode checks every row first).
     """
 
@@ -202,6 +208,16 @@ class MethodInfo:
     def takes_user_map(self) -> bool:
         """Whether a user's change map can be its λ (``--map``: the NGDM methods)."""
         return "map_mode" in self.options
+
+    def required_conditions(
+        self, user_map: bool = False, map_mode: str = "replace"
+    ) -> tuple[str, ...]:
+        """The conditions this edit cannot run without: :attr:`conditions`, less the source for
+        the NGDM methods when a user's map replaces the weighting map (the only place their
+        source enters)."""
+        if self.takes_user_map and user_map and map_mode == "replace":
+            return tuple(c for c in self.conditions if c != "source")
+        return self.conditions
 
 
 def _snr_start(c: EditCall) -> int:
@@ -417,7 +433,11 @@ METHODS: dict[str, MethodInfo] = {
 
 
 def method_defaults(
-    method: str, latent: bool, family: str | None = None, space: Any = None
+    method: str,
+    latent: bool,
+    family: str | None = None,
+    space: Any = None,
+    conditional: bool = True,
 ) -> dict[str, Any]:
     """Option defaults of ``method`` that differ from :class:`EditOptions`' own: for latent
     text-to-image models the papers' settings for ``ef`` and ``p2p`` (:data:`EF_PAPER`,
@@ -429,7 +449,10 @@ def method_defaults(
     family's guidance (``space.default_guidance`` when the loaded adapter has one, e.g. 1 for
     FLUX without a guidance embedding), inversion guidance and steps for every method (the EF
     paper's settings are Stable Diffusion's); for ``sample`` also the sampler equal to the
-    pipeline's scheduler (:func:`~nidiff.models.families.pipeline_sampler`)."""
+    pipeline's scheduler (:func:`~nidiff.models.families.pipeline_sampler`).
+
+    ``conditional=False`` (a model trained without classes): guidance 1, i.e. none (there is no
+    condition to steer toward)."""
     if family not in (None, "sd"):
         from .models.families import FAMILIES, pipeline_sampler
 
@@ -452,7 +475,70 @@ def method_defaults(
     out: dict[str, Any] = {"skip_frac": SKIP_FRAC, "strength": STRENGTH.get(method, 0.5)}
     if latent:
         out |= {"ef": EF_PAPER, "p2p": P2P_PAPER}.get(method, {"guidance": SD_GUIDANCE})
+    if not conditional:
+        out |= {"guidance": 1.0, "source_guidance": 1.0}
     return out
+
+
+def unconditional_methods() -> str:
+    """The methods that run on an unconditional model, in words (for messages)."""
+    free = [n for n, m in METHODS.items() if "source" not in m.conditions and not m.text_only]
+    mapped = [n for n, m in METHODS.items() if "source" not in m.required_conditions(True)
+              and n not in free and not m.text_only]  # fmt: skip
+    return f"{', '.join(free)}, or {' / '.join(mapped)} with --map FILE"
+
+
+def check_conditions(
+    method: str,
+    *,
+    conditional: bool,
+    given: Collection[str],
+    user_map: bool = False,
+    map_mode: str = "replace",
+    model: str = "the model",
+) -> None:
+    """The one policy of which conditions an edit needs (:meth:`MethodInfo.required_conditions`).
+
+    ``given`` names the roles (``"source"``, ``"target"``) the user gave; ``conditional`` says
+    whether the model takes classes or prompts. A conditional model needs every required
+    condition; an unconditional one (trained on an image folder) takes none, and runs only the
+    methods whose edit is not a source → target change: SDEdit and ILVR (unguided), NGDM and
+    NGDM+EF with a user's change map in ``replace`` mode.
+
+    Raises:
+        ValueError: naming what is missing or refused and, for an unconditional model, the
+            methods that work on it.
+    """
+    info = METHODS[method]
+    required = info.required_conditions(user_map, map_mode)
+    if not conditional:
+        if given:
+            roles = " and ".join(f"--{r}" for r in ("source", "target") if r in given)
+            raise ValueError(
+                f"{model} is unconditional (trained without classes): it takes no {roles}; "
+                f"leave {'them' if ' and ' in roles else 'it'} out"
+            )
+        if "source" in required:
+            what = (
+                f"--method {method} without --map (or with --map-mode multiply) computes its λ "
+                "from a source and a target class"
+                if info.takes_user_map
+                else f"--method {method} edits a source class into a target class"
+            )
+            inv = (" (EF reconstruction and manipulations: `nidiff invert` without --source, then "
+                   "`nidiff regenerate`)")  # fmt: skip
+            raise ValueError(
+                f"{what}, and {model} is unconditional (trained without classes); on it use "
+                f"{unconditional_methods()}"
+                + (inv if info.inverts and not info.takes_user_map else "")
+            )
+        return
+    missing = [r for r in required if r not in given]
+    if missing:
+        raise ValueError(
+            f"--method {method} needs {' and '.join(f'--{r}' for r in missing)}: {model} is "
+            f"conditional, so name the {' and the '.join(required)} as a class or prompt"
+        )
 
 
 def check_options(method: str, given: set[str] | frozenset[str]) -> None:

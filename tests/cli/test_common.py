@@ -16,8 +16,8 @@ def fake_model(class_names: list[str]) -> SimpleNamespace:
     return SimpleNamespace(m=inner, name="fake")
 
 
-def test_text_prompts_need_a_text_model():
-    with pytest.raises(InputError, match="text prompts need a text-conditional model") as e:
+def test_an_unconditional_model_takes_no_class():
+    with pytest.raises(InputError, match=r"fake is unconditional .* takes no class or prompt") as e:
         class_conditions(fake_model([]), "a cat", "a dog")
     assert e.value.exit_code == 2
     assert class_conditions(fake_model([]), None) == [None]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,9 +51,14 @@ class Row:
 
     index: int
     image: Path
-    source: str
-    target: str
+    source: str | None  # None: none given (an unconditional model takes none)
+    target: str | None
     out: Path
+
+    @property
+    def given(self) -> set[str]:
+        """The conditions this row names (``"source"``, ``"target"``)."""
+        return {role for role in ("source", "target") if getattr(self, role) is not None}
 
 
 def is_batch(path: Path) -> bool:
@@ -66,14 +71,23 @@ def _slug(name: str) -> str:
 
 
 def read_rows(
-    path: Path, source: str | None, target: str | None, folder: Path, method: str
+    path: Path,
+    source: str | None,
+    target: str | None,
+    folder: Path,
+    method: str,
+    require: Collection[str] = ("source", "target"),
 ) -> list[Row]:
     """The rows of a folder (every image, ``source`` → ``target``) or of a CSV file of
     ``image,source,target`` (image paths relative to the CSV; an optional header row; empty
-    source/target cells fall back to ``--source``/``--target``)."""
+    source/target cells fall back to ``--source``/``--target``). Every row must name the
+    conditions in ``require`` (``()``: checked later, against the model:
+    :func:`nidiff.methods.check_conditions`)."""
     if path.is_dir():
-        if source is None or target is None:
-            raise InputError("a folder of images needs --source and --target")
+        named = {"source": source, "target": target}
+        missing = [f"--{r}" for r in ("source", "target") if r in require and named[r] is None]
+        if missing:
+            raise InputError(f"a folder of images needs {' and '.join(missing)}")
         images = sorted(
             p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name[0] != "."
         )
@@ -90,7 +104,8 @@ def read_rows(
         for k, r in enumerate(lines, 1):
             cells = [c.strip() for c in r] + ["", ""]
             src, tgt = cells[1] or source, cells[2] or target
-            if not cells[0] or src is None or tgt is None or len(r) > 3:
+            lacks = ("source" in require and src is None) or ("target" in require and tgt is None)
+            if not cells[0] or lacks or len(r) > 3:
                 raise InputError(f"{path} row {k}: expected image,source,target, got {r}")
             triples.append((path.parent / cells[0], src, tgt))
     else:
@@ -98,7 +113,7 @@ def read_rows(
     if not triples:
         raise InputError(f"{path} holds no images to edit")
     rows = [
-        Row(i, img, s, t, folder / f"{img.stem}-{method}-{_slug(t)}.png")
+        Row(i, img, s, t, folder / f"{img.stem}-{method}{'' if t is None else '-' + _slug(t)}.png")
         for i, (img, s, t) in enumerate(triples)
     ]
     outs = [r.out for r in rows]

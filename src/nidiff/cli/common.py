@@ -38,6 +38,7 @@ __all__ = [
     "offload_option",
     "option_given",
     "record_path",
+    "refuse_guidance",
     "resolve_device",
     "resolve_dtype",
     "sampler_option",
@@ -287,6 +288,21 @@ def option_given(name: str) -> bool:
     return source not in (None, ParameterSource.DEFAULT)
 
 
+def refuse_guidance(m: Any, *names: str) -> None:
+    """On an unconditional model, a guidance option the user set to anything but 1 is exit 2:
+    classifier-free guidance steers toward a condition, and the model has none."""
+    if getattr(m, "conditional", True):
+        return
+    params = click.get_current_context().params
+    for name in names:
+        value = params.get(name)
+        if option_given(name) and value is not None and value != 1:
+            raise InputError(
+                f"--{name.replace('_', '-')} {value:g}: classifier-free guidance steers toward a "
+                f"class, and {m.name} is unconditional (trained without classes); leave it out"
+            )
+
+
 def check_image_file(path: Path) -> tuple[int, int]:
     """The ``(width, height)`` of an image file from its header; a missing, unreadable or too
     large file (:data:`nidiff.imageio.MAX_PIXELS`, decompression bombs) is exit 2."""
@@ -325,7 +341,8 @@ def class_conditions(model: Any, *names: str | None) -> list[torch.Tensor | None
     if not model.m.num_classes:
         if any(n is not None for n in names):
             raise InputError(
-                f"text prompts need a text-conditional model; {model.name} is unconditional"
+                f"{model.name} is unconditional (trained without classes): it takes no class or "
+                "prompt (leave out --source, --target and --class)"
             )
         return [None for _ in names]
 

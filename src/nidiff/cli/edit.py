@@ -10,7 +10,15 @@ from typing import Any
 import click
 
 from .._checks import check_skip
-from ..methods import EF_PAPER, OPTION_NAMES, P2P_PAPER, SKIP_FRAC, check_options
+from ..methods import (
+    EF_PAPER,
+    METHODS,
+    OPTION_NAMES,
+    P2P_PAPER,
+    SKIP_FRAC,
+    check_conditions,
+    check_options,
+)
 from .batch import is_batch, on_error_option, read_rows, report_failures, run_rows, shard_of_env
 from .common import (
     GUIDANCE,
@@ -28,13 +36,14 @@ from .common import (
     option_given,
     overwrite_option,
     record_path,
+    refuse_guidance,
     sampler_option,
     seed_option,
     shift_grid_option,
     size_option,
     write_record,
 )
-from .methods import METHODS, check_method, run_method
+from .methods import check_method, run_method
 from .model import LoadedCli, load_cli_model
 
 __all__ = ["METHODS", "edit", "run_method"]
@@ -59,10 +68,20 @@ _SD_EF = (
     help="; ".join(f"{n}: {m.about}" if m.about else n for n, m in METHODS.items()),
 )
 @click.option(
-    "--source", "-s", type=str, default=None, help="class or prompt the image shows (CSV: per row)"
+    "--source",
+    "-s",
+    type=str,
+    default=None,
+    help="class or prompt the image shows (CSV: per row); sdedit, ilvr and ngdm/ngdm-ef with "
+    "--map need none, and a model trained on an image folder (unconditional) takes none",
 )
 @click.option(
-    "--target", "-t", type=str, default=None, help="class or prompt to edit into (CSV: per row)"
+    "--target",
+    "-t",
+    type=str,
+    default=None,
+    help="class or prompt to edit into (CSV: per row); none for an unconditional model, whose "
+    "sdedit, ilvr and ngdm/ngdm-ef with --map regenerate unguided",
 )
 @model_option
 @device_options
@@ -252,7 +271,9 @@ def edit(
 
     SOURCE and TARGET are class names for the bundled (class-conditional) models and text
     prompts for a Stable Diffusion pipeline directory (--model), whose methods run on VAE
-    latents (maps at latent resolution) with the pipeline's own schedule.
+    latents (maps at latent resolution) with the pipeline's own schedule. A model trained on
+    an image folder is unconditional: it takes neither, and runs sdedit, ilvr, and ngdm/ngdm-ef
+    with --map, unguided (EF reconstruction and manipulations: `nidiff invert`, `regenerate`).
 
     Batch mode: IMAGE may be a folder of images (every one edited from SOURCE to TARGET) or a
     CSV file of `image,source,target` rows (paths relative to the CSV; a header row is
@@ -285,11 +306,9 @@ def edit(
         if save_map is not None or map_file is not None:
             raise InputError("--save-map and --map are for one image, not batch mode")
         folder = Path("edits") if out is None else out
-        rows = read_rows(image, source, target, folder, method)
+        rows = read_rows(image, source, target, folder, method, require=())
         _run_batch(rows, folder, method, model, load, (seed, resize, overwrite, on_error), given)
         return
-    if source is None or target is None:
-        raise InputError("--source and --target are required for a single image")
     if option_given("on_error"):
         raise InputError("--on-error applies to batch mode (IMAGE a folder or a CSV file)")
     out = out if out is not None else Path(f"{image.stem}-{method}.png")
@@ -299,8 +318,10 @@ def edit(
     if map_file is not None:
         _check_map(map_file, image)
     m = load_cli_model(model, **load)
-    opts = resolve_options(m, method, given)
     _check_model(m, method)
+    _check_conditions(m, method, {r for r, v in (("source", source), ("target", target)) if v},
+                      user_map=map_file is not None, map_mode=map_mode)  # fmt: skip
+    opts = resolve_options(m, method, given)
     check_method(m, method, source, target, **opts)
     model_grid(m, opts["steps"], grid_shift)  # a grid that cannot be: exit 2 before any work
     x0 = m.load_image(image, resize)
@@ -332,6 +353,15 @@ def _check_model(m: LoadedCli, method: str) -> None:
         raise InputError(
             f"--method {method} needs {METHODS[method].needs}; {m.name} is a pixel model"
         )
+
+
+def _check_conditions(m: LoadedCli, method: str, given: set[str], **maps: Any) -> None:
+    """The registry's policy of which conditions ``method`` needs on this model
+    (:func:`nidiff.methods.check_conditions`), and no guidance on an unconditional model."""
+    input_errors(check_conditions)(
+        method, conditional=m.conditional, given=given, model=m.name, **maps
+    )
+    refuse_guidance(m, "guidance", "source_guidance")
 
 
 def resolve_options(m: LoadedCli, method: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -401,8 +431,13 @@ def _run_batch(rows, folder, method, model, load, run, given) -> None:
     done = len(rows[rank::world]) - len(mine)
     check_outputs([r.out for r in mine], [r.image for r in rows], overwrite=True)
     m = load_cli_model(model, **load)
-    opts = resolve_options(m, method, given)
     _check_model(m, method)
+    for r in rows:  # every row's conditions, before any row is edited
+        try:
+            _check_conditions(m, method, r.given)
+        except InputError as err:
+            raise InputError(f"row {r.index + 1} ({r.image}): {err.message}") from err
+    opts = resolve_options(m, method, given)
     model_grid(m, opts["steps"], opts["grid_shift"])  # before any row is edited
 
     def prepare(r):

@@ -9,6 +9,7 @@ import click
 import torch
 
 from .common import (
+    InputError,
     check_outputs,
     device_options,
     eta_option,
@@ -20,6 +21,7 @@ from .common import (
     option_given,
     overwrite_option,
     record_path,
+    refuse_guidance,
     sampler_option,
     seed_option,
     shift_grid_option,
@@ -36,7 +38,14 @@ from .model import load_cli_model
     "SDXL, SD3, FLUX: their pipelines' steps (50, 28, 28) and guidance 3.5, 3.5, 1.5.",
 )
 @click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--source", "-s", type=str, required=True, help="class or prompt the image shows")
+@click.option(
+    "--source",
+    "-s",
+    type=str,
+    default=None,
+    help="class or prompt the image shows (required for class and text models; none for a model "
+    "trained on an image folder)",
+)
 @click.option(
     "--out",
     "-o",
@@ -71,7 +80,7 @@ from .model import load_cli_model
 @input_errors
 def invert(
     image: Path,
-    source: str,
+    source: str | None,
     out: Path,
     model: str,
     device: str,
@@ -97,6 +106,9 @@ def invert(
     started = time.perf_counter()
     check_outputs([out, record_path(out)], [image], overwrite)
     m = load_cli_model(model, device=device, dtype=dtype, size=size, offload=offload)
+    if source is None and m.conditional:
+        raise InputError(f"--source is required: {m.name} is conditional (give the image's class)")
+    refuse_guidance(m, "guidance")
     paper = m.defaults("ef")  # the EF paper's settings for Stable Diffusion; none for pixels
     steps = steps if option_given("steps") else paper.get("steps", steps)
     eta = eta if option_given("eta") else paper.get("eta", eta)

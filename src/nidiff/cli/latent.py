@@ -76,6 +76,7 @@ class LatentModel:
         self.device = sd.device
         self.denoiser, self.process = sd.denoiser, sd.process
         self.null = sd.null_cond()
+        self.conditional = True  # text prompts
         self.space = sd
 
     def grid(self, steps: int):

@@ -48,6 +48,8 @@ class LoadedCli(Protocol):
             :class:`~nidiff.models.stable_diffusion.StableDiffusion`, SDXL, SD3, FLUX), ``None``
             for pixel models.
         space: the library's :class:`~nidiff.models.space.ModelSpace` of the model.
+        conditional: whether it takes classes or prompts (a pixel model trained on an image
+            folder does not: :func:`nidiff.methods.check_conditions`).
     """
 
     name: str
@@ -58,8 +60,8 @@ class LoadedCli(Protocol):
     process: Any
     null: Any
     sd: Any
-
     space: Any
+    conditional: bool
 
     def grid(self, steps: int) -> Any:
         """The model's own time grid of ``steps`` steps (``space.grid``: the pipeline's own for

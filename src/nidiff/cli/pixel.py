@@ -51,6 +51,8 @@ class PixelModel:
         self.denoiser, self.process = self.m.denoiser, self.m.process
         self.null = self.m.denoiser.null_cond() if self.m.null_class is not None else None
         self.sd = None  # not a latent text-to-image model
+        #: whether it takes classes (a model trained on an image folder does not)
+        self.conditional = bool(self.m.num_classes)
         self.space = PixelSpace(self.m, self.device)
 
     def grid(self, steps: int):
@@ -103,8 +105,9 @@ class PixelModel:
         return (num, self.channels, self.size, self.size)
 
     def defaults(self, method: str) -> dict[str, Any]:
-        """nidiff's pixel defaults (:func:`nidiff.methods.method_defaults`)."""
-        return method_defaults(method, latent=False)
+        """nidiff's pixel defaults (:func:`nidiff.methods.method_defaults`; no guidance for an
+        unconditional model)."""
+        return method_defaults(method, latent=False, conditional=self.conditional)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -20,6 +20,7 @@ from .common import (
     offload_option,
     overwrite_option,
     record_path,
+    refuse_guidance,
     sampler_option,
     write_record,
 )
@@ -214,6 +215,7 @@ def regenerate(
     m = load_cli_model(model, device=device, dtype=dtype, offload=offload)
     inv = load_inversion(inversion, process=m.process, device=str(m.device))
     _check_fits(inversion, inv, m)
+    refuse_guidance(m, "guidance")
     recorded = inv.sampler["sampler"]
     if (
         sampler is not None
