@@ -5,6 +5,7 @@ anything is built, and ``sample`` runs any ``--num`` in chunks."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,8 @@ def test_the_parameter_bound_is_a_flag(tmp_path):
     bad("--max-params", "1000", "sample", "--num", "1", "--steps", "1", "--out", out,
         match="above the bound of 1,000", out=out)  # fmt: skip
     ok("--max-params", "1e7", "sample", "--num", "1", "--steps", "1", "--out", out)
+    # for the command only: an in-process caller (and the processes it starts later) keeps its own
+    assert "NIDIFF_MAX_PARAMS" not in os.environ
 
 
 def test_chunked_sampling_is_the_unchunked_one_when_it_fits(tmp_path):

@@ -80,13 +80,27 @@ class _LazyGroup(click.Group):
     help="largest network a model directory may ask for, in parameters (default 1e9; also "
     "NIDIFF_MAX_PARAMS); a config above it is refused before anything is built",
 )
-def cli(max_params: float | None) -> None:
+@click.pass_context
+def cli(ctx: click.Context, max_params: float | None) -> None:
     """nidiff: non-isotropic Gaussian diffusion (NGDM, edge-preserving, GFF, edit-friendly
     inversion) on the bundled Fashion-MNIST models or your own."""
     if max_params is not None:
+        # through the environment so that worker processes (torchrun) see it too; only for this
+        # command: an in-process caller's environment is restored when it ends
         import os
 
+        before = os.environ.get("NIDIFF_MAX_PARAMS")
         os.environ["NIDIFF_MAX_PARAMS"] = str(int(max_params))
+        ctx.call_on_close(lambda: _restore_env("NIDIFF_MAX_PARAMS", before))
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    import os
+
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def main(argv: list[str] | None = None) -> None:
