@@ -10,7 +10,8 @@ error, not a silent no-op) and runs it on a :class:`~nidiff.models.space.ModelSp
     info = METHODS["ef"]
     res, extra_nfe = info.run(EditCall(space, x0, src, tgt, space.grid(50), generator, opts))
 
-**Defaults** live here too (:func:`method_defaults`): nidiff's pixel defaults, and for latent
+**Defaults** live here too (:func:`method_defaults`): nidiff's pixel defaults, chosen from the
+editing benchmark (:data:`PIXEL_DEFAULTS`), and for latent
 text-to-image models the papers' own settings (:data:`EF_PAPER`, :data:`P2P_PAPER`).
 
 **Adding a method**: write ``def _name(c: EditCall) -> tuple[EditResult, int]`` and add a row to
@@ -34,11 +35,13 @@ __all__ = [
     "METHODS",
     "OPTION_NAMES",
     "P2P_PAPER",
+    "PIXEL_DEFAULTS",
     "EditCall",
     "EditOptions",
     "MethodInfo",
     "check_conditions",
     "check_options",
+    "default_factor",
     "method_defaults",
     "unconditional_methods",
 ]
@@ -64,9 +67,30 @@ FLOWEDIT_PAPER: dict[str, dict[str, Any]] = {
 }
 #: The guidance scale of Stable Diffusion's own pipeline, for the other methods on SD.
 SD_GUIDANCE = 7.5
-#: nidiff's defaults on pixel models: skip as a fraction of the steps, strengths per method.
+#: Defaults on latent (text-to-image) models, where no benchmark of ours applies: skip as a
+#: fraction of the steps, strengths per method (NGDM, NGDM+EF: 1, the grid's top, the paper's).
 SKIP_FRAC = 0.3
 STRENGTH = {"sdedit": 0.6, "diffedit": 0.5}
+#: nidiff's defaults on its pixel models, each the point of the method's curve in the editing
+#: benchmark (``nidiff bench editing``, 20 steps, 3 class pairs pooled) with target accuracy
+#: >= 0.9 and the best fidelity (SSIM, background PSNR), or the most accurate point where none
+#: reaches 0.9 (RESULTS.md, "Default settings of nidiff edit"). The benchmark's strength s starts
+#: every method at the first grid time <= s·t_max: ``strength`` s itself (SDEdit, NGDM,
+#: NGDM+EF, DiffEdit), ``skip_frac`` = 1 - s for the inverting methods (on the leading grid
+#: round((1 - s)·steps) is exactly that index); ``factor_frac``: ILVR's factor as a fraction
+#: of the image side (:func:`default_factor`; the benchmark's N = 14 of 28).
+#: NGDM+EF and DDIM inversion reach 0.9 only with guidance 5 (at 3 they top out at 0.896 and
+#: 0.781); DiffEdit reaches 0.42 at best (its mask, not its strength, limits it).
+PIXEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sdedit": {"strength": 0.5},
+    "ngdm": {"strength": 0.6},
+    "ef": {"skip_frac": 0.4},
+    "ngdm-ef": {"strength": 0.7, "guidance": 5.0},
+    "cycle": {"skip_frac": 0.4},
+    "ddim": {"skip_frac": 0.3, "guidance": 5.0},
+    "diffedit": {"strength": 0.8},
+    "ilvr": {"factor_frac": 0.5},
+}
 
 
 @dataclass(frozen=True)
@@ -230,6 +254,16 @@ def _snr_start(c: EditCall) -> int:
     return int(float(c.space.process.schedule.log_snr(t0)) == float("-inf"))
 
 
+def _ngdm_start(c: EditCall) -> int:
+    """Where the NGDM methods' grid starts: the first time <= ``strength``·t_max (as SDEdit; 1:
+    the grid's top, the paper's), and never at a time of SNR 0 (:func:`_snr_start`). λ's
+    per-pixel start times lie under that time (NGDM eq. 9 with T the grid's first time)."""
+    from .editing.sdedit import start_index
+
+    k = start_index(c.grid, c.options.strength, c.space.process.schedule.t_max)
+    return max(k, _snr_start(c))
+
+
 def _tail(inv: Any, k: int) -> Any:
     """The steps ``k ..`` of an in-memory edit-friendly inversion (from its state at
     ``grid.t[k]``, with its history there)."""
@@ -249,7 +283,7 @@ def _ngdm(c: EditCall) -> tuple[Any, int]:
     s, o = c.space, c.options
     lam, nfe = c.lam()
     res = ngdm(
-        s.denoiser, c.x0, s.process, c.grid[_snr_start(c) :], lam, cond=c.target,
+        s.denoiser, c.x0, s.process, c.grid[_ngdm_start(c) :], lam, cond=c.target,
         rule=c.rule(), generator=c.generator, preserve=o.preserve, **c.guide,
     )  # fmt: skip
     return res, nfe
@@ -262,7 +296,7 @@ def _ngdm_ef(c: EditCall) -> tuple[Any, int]:
     lam, nfe = c.lam()
     inv = c.ef_invert()
     res = ngdm_edit_friendly(
-        s.denoiser, _tail(inv, _snr_start(c)), s.process, lam, cond=c.target,
+        s.denoiser, _tail(inv, _ngdm_start(c)), s.process, lam, cond=c.target,
         preserve=c.options.preserve, **c.guide,
     )  # fmt: skip
     return res, nfe + len(c.grid)
@@ -403,11 +437,11 @@ METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in (
         MethodInfo("ngdm", "NGDM", "per-pixel start times (NGDM Alg. 1)", "NGDM Alg. 1, Sec. 3.4",
-                   _ngdm, _MAP | _USER_MAP | _STEP | {"preserve"}, has_map=True),
+                   _ngdm, _MAP | _USER_MAP | _STEP | {"preserve", "strength"}, has_map=True),
         MethodInfo("ef", "EF", "edit-friendly inversion", "EF Alg. 1, Sec. 4", _ef, _INVERT,
                    inverts=True),
         MethodInfo("ngdm-ef", "NGDM+EF", "both", "nidiff: NGDM's start times on EF maps",
-                   _ngdm_ef, _MAP | _USER_MAP | _STEP | {"source_guidance", "preserve"},
+                   _ngdm_ef, _MAP | _USER_MAP | _STEP | {"source_guidance", "preserve", "strength"},
                    has_map=True, inverts=True),
         MethodInfo("sdedit", "SDEdit", "", "Meng et al. 2022", _sdedit, _STEP | {"strength"},
                    conditions=("target",)),
@@ -442,7 +476,9 @@ def method_defaults(
     """Option defaults of ``method`` that differ from :class:`EditOptions`' own: for latent
     text-to-image models the papers' settings for ``ef`` and ``p2p`` (:data:`EF_PAPER`,
     :data:`P2P_PAPER`) and Stable Diffusion's guidance 7.5 for the rest; on pixel models
-    nidiff's strengths. ``skip_frac`` is the default ``skip`` as a fraction of ``steps``.
+    the editing benchmark's choices (:data:`PIXEL_DEFAULTS`). ``skip_frac`` is the default
+    ``skip`` as a fraction of ``steps``, ``factor_frac`` ILVR's default factor as a fraction of
+    the image side (:func:`default_factor`).
     ``method="sample"`` gives the defaults of plain sampling (Stable Diffusion: guidance 7.5).
 
     ``family`` (a name of :data:`nidiff.models.families.FAMILIES` other than ``sd``): that
@@ -464,7 +500,7 @@ def method_defaults(
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
         out = common | {
-            "skip_frac": SKIP_FRAC, "strength": STRENGTH.get(method, 0.5),
+            "skip_frac": SKIP_FRAC, "strength": STRENGTH.get(method, 1.0),
             "source_guidance": fam.source_guidance,
         }  # fmt: skip
         return out | (FLOWEDIT_PAPER.get(family, {}) if method == "flowedit" else {})
@@ -472,12 +508,20 @@ def method_defaults(
         return {"guidance": SD_GUIDANCE} if latent else {}
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
-    out: dict[str, Any] = {"skip_frac": SKIP_FRAC, "strength": STRENGTH.get(method, 0.5)}
+    out: dict[str, Any] = {"skip_frac": SKIP_FRAC, "strength": STRENGTH.get(method, 1.0)}
     if latent:
         out |= {"ef": EF_PAPER, "p2p": P2P_PAPER}.get(method, {"guidance": SD_GUIDANCE})
+    else:
+        out |= PIXEL_DEFAULTS.get(method, {})
     if not conditional:
         out |= {"guidance": 1.0, "source_guidance": 1.0}
     return out
+
+
+def default_factor(side: int, frac: float) -> int:
+    """ILVR's default factor on a ``side``-pixel grid: the largest divisor of ``side`` at most
+    ``frac``·side (:data:`PIXEL_DEFAULTS`; 14 on the 28² models at 0.5)."""
+    return max(d for d in range(1, side + 1) if side % d == 0 and d <= max(1, frac * side))
 
 
 def unconditional_methods() -> str:

@@ -19,7 +19,7 @@ from nidiff.app.manipulate import Manipulation, manipulate
 from nidiff.app.methods import SEED_FIXED, available, edit_options
 from nidiff.app.session import CachedInversion, InversionCache, SessionStore
 from nidiff.app.studio import Studio, message_of
-from nidiff.methods import EF_PAPER, METHODS
+from nidiff.methods import EF_PAPER, METHODS, method_defaults
 
 SNEAKER = Inputs(example="sneaker-0.png", source="sneaker", target="sandal")
 
@@ -77,7 +77,8 @@ def test_fields_are_the_cli_options():
         if f.kind in (int, float) and option.type.min is not None:
             assert f.lo == option.type.min
     d = app_fields.defaults()
-    assert (d["steps"], d["guidance"], d["skip"], d["sdedit_strength"]) == (50, 3.0, 15, 0.6)
+    sdedit = method_defaults("sdedit", latent=False)["strength"]  # the registry's, as the CLI's
+    assert (d["steps"], d["guidance"], d["skip"], d["sdedit_strength"]) == (50, 3.0, 15, sdedit)
     sd = app_fields.defaults({**EF_PAPER})
     assert (sd["steps"], sd["guidance"], sd["source_guidance"], sd["skip"]) == (100, 15, 3.5, 36)
 

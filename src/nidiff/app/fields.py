@@ -131,6 +131,8 @@ def defaults(model_defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     for name in ("steps", "eta", "guidance", "source_guidance"):
         values[name] = extra.get(name, values[name])
     values["skip"] = round(extra.get("skip_frac", SKIP_FRAC) * values["steps"])
+    if values["factor"] is None:  # nidiff edit's depends on the image side
+        values["factor"] = 4
     for method in ("sdedit", "diffedit"):
         values[f"{method}_strength"] = method_defaults(method, latent=False)["strength"]
     return values

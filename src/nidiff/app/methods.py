@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..methods import METHODS, OPTION_NAMES, EditCall, EditOptions
+from ..models.space import CountedSpace, CountingDenoiser
 
 __all__ = [
     "SEED_FIXED",
@@ -75,7 +76,9 @@ def edit_options(method: str, p: dict[str, Any]) -> dict[str, Any]:
     """The :class:`~nidiff.methods.EditOptions` of ``method`` from validated fields: every
     option the fields carry (the rest keep the registry's defaults), the method's strength."""
     opts = {name: p[name] for name in OPTION_NAMES if name in p}
-    opts["strength"] = p[STRENGTH_FIELD[method]] if method in STRENGTH_FIELD else 0.5
+    # the NGDM methods start at the grid's top here (1, the paper's); nidiff edit's pixel
+    # default is the editing benchmark's (nidiff.methods.PIXEL_DEFAULTS)
+    opts["strength"] = p[STRENGTH_FIELD[method]] if method in STRENGTH_FIELD else 1.0
     return opts
 
 
@@ -84,41 +87,6 @@ def check(space: Any, method: str, source: str, target: str, opts: dict[str, Any
     run_check = METHODS[method].check
     if run_check is not None:
         run_check(space, source, target, EditOptions(**opts))
-
-
-class CountingDenoiser:
-    """``model(x_t, t, cond)``, counting the calls (a guided call, one batch, counts once);
-    ``tick(calls)`` after each, for progress. Other attributes are the model's."""
-
-    def __init__(self, model: Any, tick: Callable[[int], None] | None = None):
-        self.model, self.tick, self.calls = model, tick, 0
-
-    def __call__(self, x_t: Tensor, t: Tensor, cond: Any = None) -> Tensor:
-        out = self.model(x_t, t, cond)
-        self.calls += 1
-        if self.tick is not None:
-            self.tick(self.calls)
-        return out
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.model, name)
-
-
-class CountedSpace:
-    """A :class:`~nidiff.models.space.ModelSpace` whose ``denoiser`` is a
-    :class:`CountingDenoiser`; everything else is the space's own. One per request, so
-    concurrent requests count separately."""
-
-    def __init__(self, space: Any, tick: Callable[[int], None] | None = None):
-        self._space = space
-        self.denoiser = CountingDenoiser(space.denoiser, tick)
-
-    @property
-    def calls(self) -> int:
-        return self.denoiser.calls
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._space, name)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from .._io import clean_stale
-from .common import InputError, record_path
+from .common import InputError, progress_bar, record_path
 
 __all__ = [
     "ROW_ERRORS",
@@ -146,6 +145,7 @@ def run_rows(
     *,
     on_error: str,
     label: str,
+    quiet: bool = False,
 ) -> tuple[int, list[tuple[Row, str]]]:
     """Check every row with ``prepare`` (read its image, resolve its classes) before editing
     any, then ``edit`` them; returns ``(rows edited, [(failed row, message), ...])``.
@@ -153,6 +153,7 @@ def run_rows(
     With ``on_error="stop"`` the first bad row is exit 2 (naming the row) and, if found while
     checking, nothing is written; with ``"skip"`` bad rows are collected and the rest edited.
     Temporaries that killed runs left for these rows' outputs are removed before editing.
+    A progress bar of the rows goes to stderr when it is a terminal (not with ``quiet``).
     """
     if on_error not in ("skip", "stop"):
         raise ValueError(f"on_error={on_error!r} must be 'skip' or 'stop'")
@@ -175,13 +176,14 @@ def run_rows(
     for folder, names in outputs.items():
         clean_stale(folder, names)
     edited = 0
-    with click.progressbar(work, label=label, file=sys.stderr) as bar:
-        for r, item in bar:
+    with progress_bar(len(work), label, quiet, unit="row") as bar:
+        for r, item in work:
             try:
                 edit(r, item)
                 edited += 1
             except ROW_ERRORS as err:
                 failed(r, err)
+            bar.update(1)
     return edited, failures
 
 

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import io
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .common import check_outputs, device_option, input_errors, overwrite_option, resolve_device
+from .common import (
+    check_outputs,
+    device_option,
+    input_errors,
+    overwrite_option,
+    progress_bar,
+    quiet_option,
+    resolve_device,
+)
 
 __all__ = ["BENCHMARKS", "bench"]
 
@@ -129,6 +141,7 @@ _HELP = "\n\n".join(
     "methods=SDEdit,NGDM; tuples are comma-separated",
 )
 @device_option
+@quiet_option
 @overwrite_option
 @input_errors
 def bench(
@@ -139,6 +152,7 @@ def bench(
     preset_name: str | None,
     assignments: tuple[str, ...],
     device: str,
+    quiet: bool,
     overwrite: bool,
 ) -> None:
     from ..bench._presets import run_preset
@@ -153,13 +167,58 @@ def bench(
     module = importlib.import_module(spec.module)
     dev = resolve_device(device)
     result: dict[str, Any]
-    if preset_name is not None or assignments:
-        if "preset" not in inspect.signature(module.run).parameters:
-            raise ValueError(f"benchmark {name} has no presets; --preset and --set do not apply")
-        result = run_preset(module.run, module.PRESETS, quick, preset_name, assignments, device=dev)
-    else:
-        result = module.run(quick=quick, device=dev)
+    if (preset_name is not None or assignments) and "preset" not in inspect.signature(
+        module.run
+    ).parameters:
+        raise ValueError(f"benchmark {name} has no presets; --preset and --set do not apply")
+    with progress_bar(None, name, quiet, unit="part") as bar, _progress_lines(name, bar):
+        if preset_name is not None or assignments:
+            result = run_preset(
+                module.run, module.PRESETS, quick, preset_name, assignments, device=dev
+            )
+        else:
+            result = module.run(quick=quick, device=dev)
     report(
         result, getattr(module, spec.table), json_path, name=name, out=out_dir,
         plot=getattr(module, "plot", None), overwrite=overwrite,
     )  # fmt: skip
+
+
+class _ProgressLines(io.TextIOBase):
+    """stderr while benchmark ``name`` runs: its ``[name] message`` progress lines
+    (:func:`nidiff.bench._report.progress`) move the bar (its description is the latest
+    message; with ``--quiet`` or no terminal they are dropped); everything else passes."""
+
+    def __init__(self, name: str, bar: Any, real: Any):
+        self.tag, self.bar, self.real, self.pending = f"[{name}] ", bar, real, ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.startswith(self.tag):
+                self.bar.set_description_str(line[len(self.tag) :])
+                self.bar.update(1)
+            elif hasattr(self.bar, "write"):  # a tqdm bar: clear it, write, redraw
+                self.bar.write(line, file=self.real)
+            else:
+                self.real.write(line + "\n")
+        if self.pending and not self.tag.startswith(self.pending[: len(self.tag)]):
+            self.real.write(self.pending)  # not a progress line: no need to wait for its end
+            self.pending = ""
+        return len(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def isatty(self) -> bool:
+        return self.real.isatty()
+
+
+@contextlib.contextmanager
+def _progress_lines(name: str, bar: Any) -> Iterator[None]:
+    lines = _ProgressLines(name, bar, sys.stderr)
+    with contextlib.redirect_stderr(lines):
+        yield
+    if lines.pending:
+        lines.real.write(lines.pending)

@@ -7,10 +7,12 @@ traceback), ``1`` internal errors.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ __all__ = [
     "model_option",
     "offload_option",
     "option_given",
+    "progress_bar",
+    "quiet_option",
     "record_path",
     "refuse_guidance",
     "resolve_device",
@@ -44,6 +48,7 @@ __all__ = [
     "sampler_option",
     "seed_option",
     "shift_grid_option",
+    "show_progress",
     "size_option",
     "step_rule",
     "write_record",
@@ -286,6 +291,54 @@ def option_given(name: str) -> bool:
 
     source = click.get_current_context().get_parameter_source(name)
     return source not in (None, ParameterSource.DEFAULT)
+
+
+def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--quiet``: no progress bar (:func:`progress_bar`)."""
+    return click.option(
+        "--quiet",
+        "-q",
+        is_flag=True,
+        default=False,
+        show_default=True,
+        help="no progress bar on stderr (it is drawn only when stderr is a terminal)",
+    )(fn)
+
+
+def show_progress(quiet: bool) -> bool:
+    """Whether a command draws progress: not ``--quiet``, and stderr is a terminal (a log file
+    or a pipe gets none)."""
+    return not quiet and sys.stderr.isatty()
+
+
+class _NoBar:
+    """What :func:`progress_bar` yields when nothing is drawn (tqdm is not even imported)."""
+
+    n = 0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_description_str(self, desc: str) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def progress_bar(total: int | None, desc: str, quiet: bool, unit: str = "it") -> Iterator[Any]:
+    """A tqdm bar on stderr (:func:`show_progress`), finished at its count on exit (``total``
+    may be an estimate, e.g. of the model calls of an edit)."""
+    if not show_progress(quiet):
+        yield _NoBar()
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+    try:
+        yield bar
+        bar.total = bar.n
+        bar.refresh()
+    finally:
+        bar.close()
 
 
 def refuse_guidance(m: Any, *names: str) -> None:

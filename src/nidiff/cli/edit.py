@@ -15,9 +15,12 @@ from ..methods import (
     METHODS,
     OPTION_NAMES,
     P2P_PAPER,
+    PIXEL_DEFAULTS,
     SKIP_FRAC,
+    STRENGTH,
     check_conditions,
     check_options,
+    default_factor,
 )
 from .batch import is_batch, on_error_option, read_rows, report_failures, run_rows, shard_of_env
 from .common import (
@@ -35,6 +38,8 @@ from .common import (
     offload_option,
     option_given,
     overwrite_option,
+    progress_bar,
+    quiet_option,
     record_path,
     refuse_guidance,
     sampler_option,
@@ -58,7 +63,20 @@ _SD_EF = (
 )
 
 
-@click.command("edit", epilog=_SD_EF + ".")
+def _pixel(key: str, fmt: str = "{:g}") -> str:
+    """The pixel models' default ``key`` per method (:data:`nidiff.methods.PIXEL_DEFAULTS`)."""
+    return ", ".join(f"{m} {fmt.format(d[key])}" for m, d in PIXEL_DEFAULTS.items() if key in d)
+
+
+_BENCH = (
+    "On nidiff's pixel models (bundled or trained), unset --strength, --skip, --factor and "
+    "--guidance are each method's point of the editing benchmark with target accuracy ≥ 0.9 and "
+    "the best fidelity (SSIM, background PSNR), or its most accurate point where none reaches 0.9 "
+    "(RESULTS.md, 'Default settings of nidiff edit'). "
+)
+
+
+@click.command("edit", epilog=_BENCH + _SD_EF + ".")
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option(
     "--method",
@@ -98,8 +116,11 @@ _SD_EF = (
 @seed_option
 @guidance_option(
     3.0,
-    "classifier-free guidance scale of the target (Stable Diffusion: 7.5; ef 15, p2p 9; SDXL "
-    "5, SD3 7; FLUX.1-dev: its distilled guidance, 3.5)",
+    "classifier-free guidance scale of the target (pixel models: "
+    + _pixel("guidance")
+    + ", the editing benchmark's, else 3; unconditional models: 1, none; Stable Diffusion: 7.5; ef "
+    "15, "
+    "p2p 9; SDXL 5, SD3 7; FLUX.1-dev: its distilled guidance, 3.5)",
 )
 @click.option(
     "--source-guidance",
@@ -117,21 +138,27 @@ _SD_EF = (
     "--skip",
     type=click.IntRange(min=0),
     default=None,
-    show_default=f"round({SKIP_FRAC} × steps)",
+    show_default=f"pixel models round(F × steps) with F: {_pixel('skip_frac')} (the editing "
+    f"benchmark's); pipelines round({SKIP_FRAC} × steps)",
     help="noisiest steps skipped (ef, ddim, cycle; Stable Diffusion ef: 0.36 × steps)",
 )
 @click.option(
     "--strength",
     type=click.FloatRange(0, 1, min_open=True),
     default=None,
-    show_default="0.6 for sdedit, 0.5 for diffedit",
-    help="start level, fraction of t_max (sdedit; diffedit's encoding ratio)",
+    show_default=f"pixel models {_pixel('strength')} (the editing benchmark's); pipelines "
+    + ", ".join(f"{m} {v:g}" for m, v in STRENGTH.items())
+    + ", ngdm/ngdm-ef 1",
+    help="start level, fraction of t_max: sdedit noises to it; ngdm and ngdm-ef start their grid "
+    "at its first time ≤ s·t_max, λ's per-pixel start times below it (1: the grid's top, the "
+    "NGDM paper's); diffedit's encoding ratio",
 )
 @click.option(
     "--factor",
     type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
+    default=None,
+    show_default="pixel models: the largest divisor of the side ≤ half of it (14 on the 28² "
+    "models, the editing benchmark's); pipelines 4",
     help="ILVR downsampling factor (must divide the image size; Stable Diffusion: SIZE/8)",
 )
 @click.option(
@@ -229,6 +256,7 @@ _SD_EF = (
     help="resize an image of another size (centre crop + bicubic); implied for Stable Diffusion",
 )
 @on_error_option
+@quiet_option
 @overwrite_option
 @input_errors
 def edit(
@@ -250,7 +278,7 @@ def edit(
     sampler: str | None,
     skip: int | None,
     strength: float | None,
-    factor: int,
+    factor: int | None,
     map_n: int,
     map_strength: float,
     map_file: Path | None,
@@ -265,6 +293,7 @@ def edit(
     save_map: Path | None,
     resize: bool,
     on_error: str,
+    quiet: bool,
     overwrite: bool,
 ) -> None:
     """Edit IMAGE from SOURCE into TARGET; writes OUT and OUT.json.
@@ -307,7 +336,8 @@ def edit(
             raise InputError("--save-map and --map are for one image, not batch mode")
         folder = Path("edits") if out is None else out
         rows = read_rows(image, source, target, folder, method, require=())
-        _run_batch(rows, folder, method, model, load, (seed, resize, overwrite, on_error), given)
+        run = (seed, resize, overwrite, on_error, quiet)
+        _run_batch(rows, folder, method, model, load, run, given)
         return
     if option_given("on_error"):
         raise InputError("--on-error applies to batch mode (IMAGE a folder or a CSV file)")
@@ -329,7 +359,9 @@ def edit(
     src, tgt = m.conditions(source, target)
     conds = (source, target, src, tgt)
     maps = (save_map, map_file, user_map)
-    nfe = _edit_one(m, x0, conds, out, maps, method, seed, opts, started, {})
+    calls = opts["steps"] * (1 + METHODS[method].inverts)  # an estimate; the bar ends at the count
+    with progress_bar(calls, f"edit {method}", quiet, unit="call") as bar:
+        nfe = _edit_one(m, x0, conds, out, maps, method, seed, opts, started, {}, bar.update)
     click.echo(f"wrote {out} ({method}, {nfe} model calls)")
 
 
@@ -378,6 +410,10 @@ def resolve_options(m: LoadedCli, method: str, given: dict[str, Any]) -> dict[st
         input_errors(check_skip)(opts["skip"], opts["steps"], "--skip", "--steps")
     if opts["strength"] is None:
         opts["strength"] = defaults["strength"]
+    if opts["factor"] is None:
+        side = m.size // m.factor
+        frac = defaults.get("factor_frac")
+        opts["factor"] = 4 if frac is None else default_factor(side, frac)
     return opts
 
 
@@ -392,8 +428,9 @@ def _check_map(path: Path, image: Path) -> None:
         )
 
 
-def _edit_one(m, x0, conds, out, maps, method, seed, opts, started, row) -> int:
-    """Edit one image, write it (and its map) and its record; returns the model calls.
+def _edit_one(m, x0, conds, out, maps, method, seed, opts, started, row, tick=None) -> int:
+    """Edit one image, write it (and its map) and its record; returns the model calls
+    (``tick(calls)`` after each model call).
 
     ``conds`` is ``(source, target, source_cond, target_cond)``: names and model conditions;
     ``maps`` is ``(save_map, map_file, user_map)``: where λ goes, the ``--map`` file and the
@@ -404,8 +441,9 @@ def _edit_one(m, x0, conds, out, maps, method, seed, opts, started, row) -> int:
     source, target, src, tgt = conds
     save_map, map_file, user_map = maps
     res, extra_nfe = run_method(
-        m, x0, method, src, tgt, seed=seed, names=(source, target), user_map=user_map, **opts
-    )
+        m, x0, method, src, tgt, seed=seed, names=(source, target), user_map=user_map,
+        tick=None if tick is None else lambda calls: tick(1), **opts,
+    )  # fmt: skip
     save_image(m.to_image(res.x0)[0].clamp(-1, 1), out)
     if save_map is not None:
         save_image(res.lam[0][:1].float() * 2 - 1, save_map)
@@ -423,8 +461,8 @@ def _run_batch(rows, folder, method, model, load, run, given) -> None:
     """Edit this process's shard of ``rows``; every row is checked before any is edited, a bad
     one skipped and reported (exit 1) or stopping the batch (``--on-error``, :func:`run_rows`).
 
-    ``run`` is ``(seed, resize, overwrite, on_error)``."""
-    seed, resize, overwrite, on_error = run
+    ``run`` is ``(seed, resize, overwrite, on_error, quiet)``."""
+    seed, resize, overwrite, on_error, quiet = run
     rank, world = shard_of_env()
     # a row is done once its record (written last) exists
     mine = [r for r in rows[rank::world] if overwrite or not record_path(r.out).exists()]
@@ -452,6 +490,8 @@ def _run_batch(rows, folder, method, model, load, run, given) -> None:
         _edit_one(m, *item, r.out, maps, method, seed + r.index, opts, time.perf_counter(), row)
 
     label = f"edit {method} (rank {rank}/{world}, {done} done before)"
-    edited, failures = run_rows(mine, prepare, edit_row, on_error=on_error, label=label)
+    edited, failures = run_rows(
+        mine, prepare, edit_row, on_error=on_error, label=label, quiet=quiet
+    )
     click.echo(f"wrote {edited} edits to {folder} ({done} already there)")
     report_failures(failures, len(mine))

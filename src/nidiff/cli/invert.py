@@ -20,6 +20,8 @@ from .common import (
     offload_option,
     option_given,
     overwrite_option,
+    progress_bar,
+    quiet_option,
     record_path,
     refuse_guidance,
     sampler_option,
@@ -76,6 +78,7 @@ from .model import load_cli_model
     show_default=True,
     help="resize an image of another size (centre crop + bicubic); implied for Stable Diffusion",
 )
+@quiet_option
 @overwrite_option
 @input_errors
 def invert(
@@ -94,6 +97,7 @@ def invert(
     eta: float,
     sampler: str | None,
     resize: bool,
+    quiet: bool,
     overwrite: bool,
 ) -> None:
     """Invert IMAGE (of class or prompt SOURCE) into edit-friendly noise maps; writes OUT, OUT.json.
@@ -102,6 +106,7 @@ def invert(
     """
     from ..inversion import edit_friendly_invert, save_inversion
     from ..inversion.edit_friendly import inversion_rule
+    from ..models.space import CountingDenoiser
 
     started = time.perf_counter()
     check_outputs([out, record_path(out)], [image], overwrite)
@@ -118,17 +123,18 @@ def invert(
     grid = model_grid(m, steps, grid_shift)
     x0 = m.load_image(image, resize)
     (src,) = m.conditions(source)
-    inv = edit_friendly_invert(
-        m.denoiser,
-        x0,
-        m.process,
-        grid,
-        cond=src,
-        guidance=guidance,
-        null_cond=m.null,
-        rule=rule,
-        generator=torch.Generator(device=m.device).manual_seed(seed),
-    )
+    with progress_bar(len(grid), "invert", quiet, unit="call") as bar:
+        inv = edit_friendly_invert(
+            CountingDenoiser(m.denoiser, lambda calls: bar.update(1)),
+            x0,
+            m.process,
+            grid,
+            cond=src,
+            guidance=guidance,
+            null_cond=m.null,
+            rule=rule,
+            generator=torch.Generator(device=m.device).manual_seed(seed),
+        )
     save_inversion(inv, out, overwrite=overwrite)
     write_record(
         out,

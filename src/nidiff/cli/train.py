@@ -24,7 +24,14 @@ from .._io import check_writable
 from ..data.fashion_mnist import DEFAULT_DIR
 from ..training.fashion import FASHION_PROCESSES
 from ..training.trainer import TrainConfig
-from .common import InputError, input_errors, seed_option, write_record
+from .common import (
+    InputError,
+    input_errors,
+    quiet_option,
+    seed_option,
+    show_progress,
+    write_record,
+)
 
 __all__ = ["train"]
 
@@ -236,6 +243,7 @@ def _is_main_process() -> bool:
     help="continue from the newest readable checkpoint in OUT_DIR (fresh start if there is "
     "none; a truncated or foreign one is skipped with a warning)",
 )
+@quiet_option
 @input_errors
 def train(
     out_dir: Path,
@@ -258,6 +266,7 @@ def train(
     checkpoint_every: int,
     seed: int,
     resume: bool,
+    quiet: bool,
 ) -> None:
     """Train a NOISE diffusion model on DATA into OUT_DIR (model in OUT_DIR/model)."""
     from ..models.diffusers_unet import fashion_unet_config
@@ -314,6 +323,7 @@ def train(
         cfg=cfg,
         resume=resume,
         extra_config={"class_names": class_names, "data": data_info},
+        progress=show_progress(quiet),
     )
     if not _is_main_process():
         return

@@ -18,7 +18,7 @@ how conditions are made and which time grid the model's own pipeline walks:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..schedule import TimeGrid, leading_grid
 
-__all__ = ["ModelSpace", "PixelSpace", "class_labels"]
+__all__ = ["CountedSpace", "CountingDenoiser", "ModelSpace", "PixelSpace", "class_labels"]
 
 
 @runtime_checkable
@@ -154,3 +154,38 @@ def class_labels(
         raise ValueError(f"unknown class {name!r}; valid names: {valid}")
 
     return [None if n is None else torch.tensor([one(n)]) for n in names]
+
+
+class CountingDenoiser:
+    """``model(x_t, t, cond)``, counting the calls (a guided call, one batch, counts once);
+    ``tick(calls)`` after each, for progress. Other attributes are the model's."""
+
+    def __init__(self, model: Any, tick: Callable[[int], None] | None = None):
+        self.model, self.tick, self.calls = model, tick, 0
+
+    def __call__(self, x_t: Tensor, t: Tensor, cond: Any = None) -> Tensor:
+        out = self.model(x_t, t, cond)
+        self.calls += 1
+        if self.tick is not None:
+            self.tick(self.calls)
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+class CountedSpace:
+    """A :class:`ModelSpace` whose ``denoiser`` is a :class:`CountingDenoiser`; everything else
+    is the space's own. One per edit (the studio: per request, so concurrent requests count
+    separately; the CLI: for its progress bar)."""
+
+    def __init__(self, space: Any, tick: Callable[[int], None] | None = None):
+        self._space = space
+        self.denoiser = CountingDenoiser(space.denoiser, tick)
+
+    @property
+    def calls(self) -> int:
+        return self.denoiser.calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._space, name)
