@@ -1,5 +1,6 @@
 """Editing real images: NGDM (weighting map + per-pixel start times), NGDM with edit-friendly
-maps, SDEdit, ILVR, DiffEdit and Prompt-to-Prompt with edit-friendly maps; every method returns an
+maps, SDEdit, ILVR, DiffEdit, and Prompt-to-Prompt, Zero-Shot I2I and Plug-and-Play with
+edit-friendly maps (the last two also from DDIM inversion); every method returns an
 :class:`EditResult`."""
 
 from ..result import EditResult
@@ -8,8 +9,10 @@ from .ilvr import ilvr
 from .ngdm import check_lam, ngdm, rounded_start
 from .ngdm_ef import ngdm_edit_friendly
 from .p2p import P2PResult, RowGuidance, p2p_edit_friendly, p2p_generate, p2p_token_map
+from .pnp import pnp_edit
 from .sdedit import sdedit
 from .weighting import WeightMap, gaussian_blur, lam_from_map, weighting_map
+from .zero_shot import edit_direction, zero_shot_edit
 
 __all__ = [
     "EditResult",
@@ -19,6 +22,7 @@ __all__ = [
     "check_lam",
     "diffedit",
     "diffedit_mask",
+    "edit_direction",
     "gaussian_blur",
     "ilvr",
     "lam_from_map",
@@ -27,7 +31,9 @@ __all__ = [
     "p2p_edit_friendly",
     "p2p_generate",
     "p2p_token_map",
+    "pnp_edit",
     "rounded_start",
     "sdedit",
     "weighting_map",
+    "zero_shot_edit",
 ]

@@ -25,6 +25,7 @@ step; the edge-preserving posterior (EP eq. 12–14) is stochastic and is reject
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,7 @@ def ddim_invert(
     cond: Any = None,
     guidance: float = 1.0,
     null_cond: Any = None,
+    regularize: Callable[[Tensor], Tensor] | None = None,
 ) -> DDIMInversion:
     r"""Deterministic DDIM inversion of ``x0`` along ``grid`` (see the module for the math).
 
@@ -82,6 +84,9 @@ def ddim_invert(
         process: an isotropic, diagonal or GFF process (edge-preserving raises).
         grid: the time grid, noisiest first; inversion walks it from the end.
         cond: the (source) condition. guidance, null_cond: classifier-free guidance.
+        regularize: ``regularize(eps) -> eps`` applied to every (guided) white prediction
+            before the inverse step, e.g. pix2pix-zero's
+            :class:`~.noise_reg.NoiseRegularizer`; the inversion is then no longer exact.
 
     Returns:
         :class:`DDIMInversion` (``nfe = len(grid)``); runs under ``no_grad``.
@@ -91,7 +96,8 @@ def ddim_invert(
     net = with_guidance(model, guidance, null_cond)
     x, states = x0, [x0]
     for t, t_prev in zip(grid.t.flip(0), grid.t_prev.flip(0), strict=True):
-        eps_sigma = process.noise.color(net(x, model_time(t, x), cond))
+        eps = net(x, model_time(t, x), cond)
+        eps_sigma = process.noise.color(eps if regularize is None else regularize(eps))
         a_s, b_s = coefficients_like(process.schedule, t_prev, x)
         a_t, b_t = coefficients_like(process.schedule, t, x)
         x = a_t * (x - b_s * eps_sigma) / a_s + b_t * eps_sigma

@@ -1,9 +1,14 @@
-"""Prompt-to-Prompt attention control (Hertz et al., 2022) for diffusers UNets.
+"""Attention control for diffusers UNets: Prompt-to-Prompt (Hertz et al., 2022), Plug-and-Play's
+injections (Tumanyan et al., 2023) and the maps Zero-Shot I2I's guidance reads (Parmar et al.,
+2023).
 
 * :mod:`.tokens`: which source token each target token takes its cross-attention map from
   (word swap, refinement by word alignment) and re-weighting vectors;
-* :mod:`.control`: the attention processor, the per-call :class:`AttentionStep`, the model
-  wrapper :class:`ControlledDenoiser` and the :func:`controlled_attention` context manager.
+* :mod:`.edit`: what a controlled call does (:class:`AttentionEdit`, the per-call
+  :class:`AttentionStep`, :class:`AttentionRecord`); :mod:`.rows`: the paired rows and windows;
+* :mod:`.control`: the model wrapper :class:`ControlledDenoiser` and the
+  :func:`controlled_attention` context manager; :mod:`.processor`: the attention processor;
+* :mod:`.features`: PnP's ResNet feature injection and the UNet's layer names.
 
 Nothing here imports diffusers; the processors use only the attributes of its ``Attention``.
 """
@@ -20,6 +25,7 @@ from .control import (
     plain_cond,
     window_threshold,
 )
+from .features import pnp_self_layers, resnet_blocks, self_attention_layers
 from .tokens import (
     TokenMap,
     Word,
@@ -43,8 +49,11 @@ __all__ = [
     "controlled_attention",
     "pair_cond",
     "plain_cond",
+    "pnp_self_layers",
     "refine_token_map",
     "replace_token_map",
+    "resnet_blocks",
+    "self_attention_layers",
     "token_weights",
     "window_threshold",
     "word_spans",
