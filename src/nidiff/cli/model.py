@@ -10,6 +10,8 @@ Diffusion), with the same code:
 
 * :class:`~nidiff.cli.pixel.PixelModel` — a nidiff model directory (bundled or trained):
   :math:`\mathcal X` is the image itself, conditions are class names;
+* :class:`~nidiff.cli.vae_model.VaeModel` — a nidiff model trained on VAE latents
+  (``nidiff train --vae``): a pixel model whose :math:`\mathcal X` is its VAE's latent;
 * :class:`~nidiff.cli.latent.LatentModel` — a diffusers pipeline of any family of
   :data:`nidiff.models.families.FAMILIES` (SD 1.x/2.x, SDXL, SD3/3.5, FLUX): :math:`\mathcal X`
   is the VAE latent :math:`z_0 = \mathcal E(x)` (``H/f × W/f``), conditions are text prompts,
@@ -155,4 +157,21 @@ def _pixel(
 
     if offload:
         raise InputError(f"--offload is for diffusers pipelines; {name} is a small pixel model")
-    return input_errors(PixelModel)(name, device=device, dtype=dtype, size=size)
+    cls = PixelModel
+    if name != "default" and name not in MODELS and _trained_on_latents(Path(name)):
+        from .vae_model import VaeModel  # nidiff train --vae: decodes through its VAE
+
+        cls = VaeModel
+    return input_errors(cls)(name, device=device, dtype=dtype, size=size)
+
+
+def _trained_on_latents(path: Path) -> bool:
+    """Whether ``path/config.json`` records a VAE (an unreadable one is left to the loader,
+    which says what is wrong with it)."""
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("vae") is not None

@@ -32,6 +32,7 @@ from .common import (
     show_progress,
     write_record,
 )
+from .train_latent import latent_run, vae_options
 
 __all__ = ["train"]
 
@@ -243,6 +244,7 @@ def _is_main_process() -> bool:
     help="continue from the newest readable checkpoint in OUT_DIR (fresh start if there is "
     "none; a truncated or foreign one is skipped with a warning)",
 )
+@vae_options
 @quiet_option
 @input_errors
 def train(
@@ -266,6 +268,9 @@ def train(
     checkpoint_every: int,
     seed: int,
     resume: bool,
+    vae: Path | None,
+    latent_scale: str,
+    latent_cache: Path | None,
     quiet: bool,
 ) -> None:
     """Train a NOISE diffusion model on DATA into OUT_DIR (model in OUT_DIR/model)."""
@@ -290,13 +295,17 @@ def train(
     size = size if size is not None else _SIZES[source]
     widths = _parse_channels(channels) if channels is not None else _CHANNELS[source]
     images, labels, class_names, data_info = _load_data(data, data_root, size, rgb)
+    latent = latent_run(vae, latent_scale, latent_cache, images=images, size=size,
+                        out_dir=out_dir, resume=resume, sample_every=sample_every)  # fmt: skip
+    shape = images.shape[1:] if latent is None else latent.shape  # latents: the VAE's
     model_config = fashion_unet_config(
         num_classes=len(class_names) if labels is not None else 0,
-        sample_size=size,
+        sample_size=shape[-1],
         channels=widths,
-        in_channels=images.shape[1],
+        in_channels=shape[0],
     )
-    spec = ProcessSpec(schedule={"kind": "linear", "T": 1000}, noise=FASHION_PROCESSES[noise])
+    processes = FASHION_PROCESSES if latent is None else latent.processes
+    spec = ProcessSpec(schedule={"kind": "linear", "T": 1000}, noise=processes[noise])
     cfg = TrainConfig(
         steps=steps,
         batch_size=batch_size,
@@ -311,6 +320,10 @@ def train(
         checkpoint_every=checkpoint_every,
         seed=seed,
     )
+    extra: dict[str, Any] = {}
+    if latent is not None:  # the dataset's latents, from the cache where it has them
+        images = latent.encode(images, quiet or not _is_main_process())
+        extra = {"vae": latent.record}
     if resume and ckpt is None and _is_main_process():
         click.echo(f"nothing to resume in {out_dir}; starting from step 0", err=True)
     result = _warnings_on_stderr(
@@ -322,7 +335,7 @@ def train(
         spec=spec,
         cfg=cfg,
         resume=resume,
-        extra_config={"class_names": class_names, "data": data_info},
+        extra_config={"class_names": class_names, "data": data_info, **extra},
         progress=show_progress(quiet),
     )
     if not _is_main_process():
@@ -351,6 +364,7 @@ def train(
         data=data_info,
         images=len(images),
         hardware=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        latents=None if latent is None else latent.stats,
         history=history,
     )
     loss = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
