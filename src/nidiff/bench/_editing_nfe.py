@@ -18,7 +18,7 @@ with :math:`e(L) = aL - (a - 1)` model calls for a rule of :math:`a` evaluations
 budget each method runs the *largest* :math:`L` whose total is :math:`\le B`
 (:func:`steps_for`), or :math:`L = 1` when even one step costs more (NGDM with a 10-draw map
 at :math:`B = 10`: the row then reports its real, larger NFE). The benchmark checks every row's
-counted evaluations against :func:`nfe_of` (``ValueError`` on a mismatch), so a reported NFE is
+counted evaluations against :func:`nfe_of` (``RuntimeError`` on a mismatch), so a reported NFE is
 always the counted one.
 
 **Grids.** At strength :math:`s` the edit starts at :math:`t_s = \lfloor s\,t_{max}\rfloor` (an
