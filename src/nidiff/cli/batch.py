@@ -152,7 +152,8 @@ def run_rows(
 
     With ``on_error="stop"`` the first bad row is exit 2 (naming the row) and, if found while
     checking, nothing is written; with ``"skip"`` bad rows are collected and the rest edited.
-    Temporaries that killed runs left for these rows' outputs are removed before editing.
+    Temporaries that killed runs left for these rows' outputs are removed before editing, and
+    once every row is done also the young ones (a live writer's are locked and kept).
     A progress bar of the rows goes to stderr when it is a terminal (not with ``quiet``).
     """
     if on_error not in ("skip", "stop"):
@@ -184,6 +185,8 @@ def run_rows(
             except ROW_ERRORS as err:
                 failed(r, err)
             bar.update(1)
+    for folder, names in outputs.items():  # what a killed run left too young to remove above
+        clean_stale(folder, names, min_age=0.0)
     return edited, failures
 
 
