@@ -51,7 +51,7 @@ def test_check_options_accepts_what_applies():
 
 def test_sampler_registry_is_complete():
     assert {"ddpm", "ddim", "dpm++2m", "dpm++2m-sde", "euler-ancestral", "heun", "flow-euler",
-            "flow-heun", "sde-euler", "edge-posterior"} == set(SAMPLERS)  # fmt: skip
+            "flow-heun", "sde-euler", "edge-posterior", "langevin"} == set(SAMPLERS)  # fmt: skip
     assert [n for n, s in SAMPLERS.items() if s.multistep] == ["dpm++2m", "dpm++2m-sde"]
 
 

@@ -36,8 +36,11 @@ def generate(
     generator: torch.Generator | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    prior_std: float = 1.0,
 ) -> Tensor:
-    """Draw ``x_T = Σ^{1/2} z`` and run ``rule`` over ``grid``; returns ``x_0`` of ``shape``.
+    r"""Draw ``x_T = prior_std · Σ^{1/2} z`` and run ``rule`` over ``grid``; returns ``x_0`` of
+    ``shape``. ``prior_std`` is the schedule's (``schedule.prior_std``: 1 on variance-preserving
+    schedules, :math:`\sigma_{max}` on a VE one).
 
     With ``labels`` and ``guidance != 1``, classifier-free guidance uses the reserved
     ``null_class`` as the unconditional label.
@@ -49,6 +52,7 @@ def generate(
         device=generator.device if generator is not None else device,
     )
     x_T = prior_noise(noise).color(z.to(device))
+    x_T = x_T if prior_std == 1.0 else prior_std * x_T
     cond = labels.to(device) if labels is not None else None
     if cond is not None and guidance != 1.0:
         if null_class is None:

@@ -9,7 +9,7 @@ The JSON form is small and explicit::
 
 Schedule kinds: ``linear``, ``scaled_linear``, ``cosine`` (keyword arguments of the matching
 :class:`~nidiff.schedule.DiscreteSchedule` constructor), ``betas`` (an explicit list), ``vp``
-(``beta_min``, ``beta_max``), ``flow`` and ``ve`` (``sigma_max``). Noise kinds: ``isotropic``,
+(``beta_min``, ``beta_max``), ``flow`` and ``ve`` (``sigma_max``, ``sigma_min``). Noise kinds: ``isotropic``,
 ``gff`` (``power``), ``edge`` (``lambda_min``, ``lambda_max``, ``lambda_end``, ``tau`` ∈
 {linear, cosine, sigmoid}, ``t_phi``, ``k``, ``squared``, ``per_image``, ``padding``,
 ``channel_sum``) and ``diagonal`` (shape and

@@ -17,13 +17,21 @@ Rows (samplers), each without guidance at every step count of the preset:
 * ``guided``: classifier-free guidance w = 3 at 50 steps, sampled as the bundled models'
   guided demos (DDIM η = 0 with clipping for isotropic/GFF, the EP posterior for edge).
 
-Presets: ``full`` = 2,000 samples per cell at 1000/100/50/20/10 steps, all rows (GPU-sized);
-``quick`` = 200 samples per cell at 10 steps, ancestral rows only (about 3 minutes on 2 CPU
-cores). The real reference is the whole test set (10,000 images). Needs Fashion-MNIST
+**NI-SMLD** (``--set smld=DIR``, a model trained with ``nidiff train --process smld``; none is
+bundled): its ``ancestral`` row is annealed Langevin on the geometric ladder (GFF paper App. E;
+one model call per level) at the preset's ``smld_steps``, next to the bundled NI-DDPM (GFF)
+model's ancestral row at the same step counts (the same model calls), and its ``ddim`` row
+(η = 0 on the VE schedule) where the preset has one.
+
+Presets: ``full`` = 2,000 samples per cell at 1000/100/50/20/10 steps, all rows (GPU-sized;
+NI-SMLD at 1000 and 100 Langevin steps); ``quick`` = 200 samples per cell at 10 steps,
+ancestral rows only (about 3 minutes on 2 CPU cores; NI-SMLD at 100 Langevin steps). The
+real reference is the whole test set (10,000 images). Needs Fashion-MNIST
 (``apt-get install -y dataset-fashion-mnist``, or ``--root``).
 
     python -m nidiff.bench.generation --quick --json bench-generation.json     # CPU
     python -m nidiff.bench.generation --device cuda --json bench-generation.json  # full
+    nidiff bench generation --quick --set smld=runs/smld/model          # + an NI-SMLD model
 """
 
 from __future__ import annotations
@@ -42,14 +50,17 @@ from nidiff.data.transforms import from_uint8
 from nidiff.generate import generate
 from nidiff.metrics import ClassifierFeatures, frechet_distance, precision_recall
 from nidiff.samplers.registry import pixel_sampling_rule
-from nidiff.schedule import leading_grid
+from nidiff.schedule import own_grid
 
 from ._device import hardware, timed
 from ._report import data_run, main_parser, progress, pyplot, report, save_figure
 
 __all__ = ["PRESETS", "Preset", "markdown", "plot", "run"]
 
-SHORT = {"fashion-isotropic": "isotropic", "fashion-gff": "GFF", "fashion-edge": "edge"}
+SHORT = {"fashion-isotropic": "isotropic", "fashion-gff": "GFF", "fashion-edge": "edge",
+         "smld-isotropic": "SMLD isotropic", "smld-gff": "SMLD GFF"}  # fmt: skip
+#: The bundled model whose ancestral (NI-DDPM) row is compared with an NI-SMLD model.
+DDPM_PEER = "fashion-gff"
 GUIDANCE = 3.0
 K = 3
 
@@ -64,24 +75,29 @@ class Preset:
     guided_steps: int | None  # steps of the guided row; None: no guided row
     real: int | None = None  # test images used as reference; None: all 10,000
     seed: int = 0
+    smld: str | None = None  # an NI-SMLD model directory (nidiff train --process smld)
+    smld_steps: tuple[int, ...] = (100,)  # its Langevin steps (and its NI-DDPM peer's)
 
 
 PRESETS = {
     "quick": Preset(samples=200, steps=(10,), ddim=False, guided_steps=None),
-    "full": Preset(samples=2000, steps=(1000, 100, 50, 20, 10), ddim=True, guided_steps=50),
-}
+    "full": Preset(samples=2000, steps=(1000, 100, 50, 20, 10), ddim=True, guided_steps=50,
+                   smld_steps=(1000, 100)),
+}  # fmt: skip
 
 
-def _sampler_name(kind: str, row: str) -> str:
+def _sampler_name(kind: str, row: str, smld: bool = False) -> str:
     if kind == "edge":
         return "EP posterior"
     prefix = "NI-" if kind == "gff" else ""
+    if smld:
+        return f"{prefix}SMLD Langevin" if row == "ancestral" else f"{prefix}SMLD DDIM η = 0, clip"
     return f"{prefix}DDPM η = 1" if row == "ancestral" else f"{prefix}DDIM η = 0, clip"
 
 
 def _sample(m, row: str, steps: int, n: int, device: str, seed: int, batch: int) -> Tensor:
     rule = pixel_sampling_rule(m.process, stochastic=row == "ancestral")
-    grid = leading_grid(m.schedule, steps)
+    grid = own_grid(m.schedule, steps)
     guidance = GUIDANCE if row == "guided" else 1.0
     labels = torch.arange(n) % 10
     out = []
@@ -99,6 +115,7 @@ def _sample(m, row: str, steps: int, n: int, device: str, seed: int, batch: int)
             null_class=m.null_class,
             generator=gen,
             device=device,
+            prior_std=m.schedule.prior_std,
         )
         out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out)
@@ -112,7 +129,9 @@ def run(
     models: tuple[str, ...] = MODELS,
     root: str | Path = DEFAULT_DIR,
 ) -> dict[str, Any]:
-    """Sample every cell of the ``quick`` or ``full`` preset (or ``preset``) and measure it.
+    """Sample every cell of the ``quick`` or ``full`` preset (or ``preset``) and measure it;
+    with the preset's ``smld`` (an NI-SMLD model directory) also its Langevin and DDIM rows and
+    the NI-DDPM peer's (:data:`DDPM_PEER`) ancestral row at ``smld_steps`` (module docstring).
 
     Returns a JSON-safe dict: the setting (``preset``, ``device``, ``hardware``, ``torch``,
     ``threads``, ``samples``, ``steps``, ``real``, ``k``, ``guidance``), ``seconds`` (wall),
@@ -132,6 +151,7 @@ def run(
     for m in models:
         if m not in MODELS:
             raise ValueError(f"unknown bundled model {m!r}; choose from {list(MODELS)}")
+    _check_smld(p.smld)
     xt, yt = load_fashion_mnist_tensors(root, "test")  # FileNotFoundError says how to install
     if p.real is not None:
         xt, yt = xt[: p.real], yt[: p.real]
@@ -143,14 +163,8 @@ def run(
     batch = 2500 if torch.device(device).type == "cuda" else 100
 
     rows: list[dict[str, Any]] = []
-    for model in models:
-        m = load_bundled(model, device)
+    for model, m, cells in _cells(p, models, device):
         kind = m.spec.kind
-        cells = [("ancestral", s, 1.0) for s in p.steps]
-        if p.ddim and kind != "edge":
-            cells += [("ddim", s, 1.0) for s in p.steps]
-        if p.guided_steps is not None:
-            cells.append(("guided", p.guided_steps, GUIDANCE))
         for row, steps, w in cells:
             x, secs = timed(device, _sample, m, row, steps, p.samples, device, p.seed + steps,
                             batch)  # fmt: skip
@@ -163,7 +177,7 @@ def run(
                 {
                     "model": model,
                     "row": row,
-                    "sampler": _sampler_name(kind, row),
+                    "sampler": _sampler_name(kind, row, model.startswith("smld")),
                     "steps": steps,
                     "guidance": w,
                     "n": p.samples,
@@ -182,6 +196,8 @@ def run(
         "threads": torch.get_num_threads(),
         "samples": p.samples,
         "steps": list(p.steps),
+        "smld": None if p.smld is None else str(Path(p.smld).resolve()),
+        "smld_steps": list(p.smld_steps) if p.smld is not None else [],
         "guided_steps": p.guided_steps,
         "guidance": GUIDANCE,
         "real": len(xt),
@@ -190,6 +206,44 @@ def run(
         "rows": rows,
         "seconds": time.perf_counter() - start,
     }
+
+
+def _check_smld(directory: str | None) -> None:
+    """``smld`` must be a model directory trained on a VE schedule (NI-SMLD)."""
+    from nidiff.training.checkpoint import read_config
+
+    if directory is None:
+        return
+    schedule = read_config(directory)["process"]["schedule"]
+    if schedule.get("kind") != "ve":
+        raise ValueError(
+            f"smld={directory} is not an NI-SMLD model (its schedule is {schedule.get('kind')!r}"
+            "); train one with nidiff train --process smld"
+        )
+
+
+def _cells(p: Preset, models: tuple[str, ...], device: str):
+    """``(model name, loaded model, [(row, steps, guidance), ...])`` for every model run."""
+    from nidiff.training.checkpoint import load_model
+
+    smld = p.smld
+    extra = [s for s in p.smld_steps if s not in p.steps] if smld is not None else []
+    for model in models:
+        m = load_bundled(model, device)
+        kind = m.spec.kind
+        more = extra if model == DDPM_PEER else []
+        cells = [("ancestral", s, 1.0) for s in (*p.steps, *more)]
+        if p.ddim and kind != "edge":
+            cells += [("ddim", s, 1.0) for s in p.steps]
+        if p.guided_steps is not None:
+            cells.append(("guided", p.guided_steps, GUIDANCE))
+        yield model, m, cells
+    if smld is not None:
+        m = load_model(smld, device=device)
+        cells = [("ancestral", s, 1.0) for s in p.smld_steps]
+        if p.ddim:
+            cells += [("ddim", s, 1.0) for s in p.steps]
+        yield f"smld-{m.spec.kind}", m, cells
 
 
 def markdown(result: dict[str, Any]) -> str:

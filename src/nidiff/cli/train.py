@@ -23,6 +23,7 @@ import torch
 from .._io import check_writable
 from ..data.fashion_mnist import DEFAULT_DIR
 from ..training.fashion import FASHION_PROCESSES
+from ..training.processes import PROCESSES, training_spec
 from ..training.trainer import TrainConfig
 from .common import (
     InputError,
@@ -157,6 +158,13 @@ def _is_main_process() -> bool:
     help="noise process (the bundled models' settings, nidiff.training.fashion)",
 )
 @click.option(
+    "--process",
+    type=click.Choice(list(PROCESSES)),
+    default="ddpm",
+    show_default=True,
+    help="; ".join(f"{k}: {v}" for k, v in PROCESSES.items()) + " (nidiff.training.processes)",
+)
+@click.option(
     "--data",
     type=str,
     default="fashion-mnist",
@@ -250,6 +258,7 @@ def _is_main_process() -> bool:
 def train(
     out_dir: Path,
     noise: str,
+    process: str,
     data: str,
     data_root: Path | None,
     size: int | None,
@@ -275,7 +284,6 @@ def train(
 ) -> None:
     """Train a NOISE diffusion model on DATA into OUT_DIR (model in OUT_DIR/model)."""
     from ..models.diffusers_unet import fashion_unet_config
-    from ..training.spec import ProcessSpec
     from ..training.trainer import latest_checkpoint
     from ..training.trainer import train as run_training
 
@@ -305,7 +313,7 @@ def train(
         in_channels=shape[0],
     )
     processes = FASHION_PROCESSES if latent is None else latent.processes
-    spec = ProcessSpec(schedule={"kind": "linear", "T": 1000}, noise=processes[noise])
+    spec = input_errors(training_spec)(process, processes[noise])
     cfg = TrainConfig(
         steps=steps,
         batch_size=batch_size,

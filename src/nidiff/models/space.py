@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from ..schedule import TimeGrid, leading_grid
+from ..schedule import TimeGrid, own_grid
 
 __all__ = ["CountedSpace", "CountingDenoiser", "ModelSpace", "PixelSpace", "class_labels"]
 
@@ -69,8 +69,8 @@ class ModelSpace(Protocol):
 
 class PixelSpace:
     """A nidiff model (:class:`~nidiff.training.checkpoint.LoadedModel`) as a
-    :class:`ModelSpace`: images are the space, conditions class labels ``(1,)``, the grid the
-    "leading" spacing of its schedule.
+    :class:`ModelSpace`: images are the space, conditions class labels ``(1,)``, the grid its
+    schedule's own (:func:`~nidiff.schedule.own_grid`).
 
     Args:
         model: the loaded model. device: where its network runs.
@@ -109,7 +109,9 @@ class PixelSpace:
         return None if self.model.null_class is None else self.denoiser.null_cond()
 
     def grid(self, steps: int) -> TimeGrid:
-        return leading_grid(self.process.schedule, steps)
+        """The schedule's own grid (:func:`~nidiff.schedule.own_grid`: leading spacing, or
+        the geometric ladder of a VE model)."""
+        return own_grid(self.process.schedule, steps)
 
     def __repr__(self) -> str:
         return f"PixelSpace({self.channels}×{self.size}×{self.size}, {self.process.schedule!r})"

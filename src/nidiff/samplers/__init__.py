@@ -12,6 +12,7 @@ from .edge import EdgePosterior
 from .flow import FlowEuler, FlowHeun
 from .forward import coefficients_at, coefficients_like, predict_x0, q_sample
 from .karras import EulerAncestral, Heun
+from .langevin import Langevin
 from .loop import CountedModel, SampleResult, StepInfo, StepRule, sample
 from .registry import SAMPLERS, SamplerInfo, build_rule, default_rule, default_sampler
 from .sde import EulerMaruyama
@@ -30,6 +31,7 @@ __all__ = [
     "FlowEuler",
     "FlowHeun",
     "Heun",
+    "Langevin",
     "SDEDPMSolverPP",
     "SampleResult",
     "SamplerInfo",

@@ -4,7 +4,8 @@ benchmarks and the studio read.
 ``build_rule(name, process, **options)`` builds the step rule ``name`` for a
 :class:`~nidiff.process.Process` (its schedule, noise and prediction), refusing a combination
 the rule cannot serve with a message naming both. ``default_sampler(process)`` is the one
-default: the edge-preserving posterior for data-conditioned noise, DDPM otherwise.
+default: the edge-preserving posterior for data-conditioned noise, annealed Langevin for a
+variance-exploding (NI-SMLD) process, DDPM otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .dpm_solver import DPMSolverPP, SDEDPMSolverPP
 from .edge import EdgePosterior
 from .flow import FlowEuler, FlowHeun
 from .karras import EulerAncestral, Heun
+from .langevin import Langevin
 from .sde import EulerMaruyama
 
 if TYPE_CHECKING:
@@ -81,6 +83,17 @@ def _ddpm(process: Process, clip_x0: tuple[float, float] | None = None):
     return _ddim(process, 1.0, clip_x0)
 
 
+def _langevin(process: Process, step_lr: float | None = None):
+    return Langevin(process.schedule, process.noise, step_lr, prediction=process.prediction)
+
+
+def _is_smld(process: Process) -> bool:
+    """A variance-exploding process (NI-SMLD), whose own stochastic sampler is Langevin."""
+    from ..schedule import VESchedule
+
+    return isinstance(process.schedule, VESchedule) and not process.noise.data_conditioned
+
+
 def _edge(process: Process):
     if not process.noise.data_conditioned:
         raise ValueError("the edge-preserving posterior needs an edge-preserving process")
@@ -105,6 +118,8 @@ _ENTRIES = (
     SamplerInfo("sde-euler", "Euler-Maruyama on the reverse SDE (continuous schedules)",
                 _fixed(EulerMaruyama), True, options=(("denoise_final", True),)),
     SamplerInfo("edge-posterior", "the edge-preserving posterior (EP eq. 12-14)", _edge, True),
+    SamplerInfo("langevin", "annealed Langevin, one step per level of a geometric ladder "
+                "(NI-SMLD; VE schedules)", _langevin, True, options=(("step_lr", None),)),
 )  # fmt: skip
 
 #: Every sampler, by name.
@@ -123,6 +138,7 @@ _SPECS: dict[type, tuple[str, tuple[str, ...]]] = {
     FlowHeun: ("flow-heun", ()),
     EulerMaruyama: ("sde-euler", ("denoise_final",)),
     EdgePosterior: ("edge-posterior", ()),
+    Langevin: ("langevin", ("step_lr",)),
 }
 
 
@@ -144,8 +160,10 @@ def rule_spec(rule: Any) -> dict[str, Any]:
 
 def default_sampler(process: Process) -> str:
     """The default sampler of ``process``: its own posterior for data-conditioned noise
-    (edge-preserving), DDPM otherwise."""
-    return "edge-posterior" if process.noise.data_conditioned else "ddpm"
+    (edge-preserving), annealed Langevin for NI-SMLD (a VE schedule), DDPM otherwise."""
+    if process.noise.data_conditioned:
+        return "edge-posterior"
+    return "langevin" if _is_smld(process) else "ddpm"
 
 
 def build_rule(name: str, process: Process, **options: Any) -> Any:
@@ -211,9 +229,13 @@ def pixel_sampling_rule(process: Process, stochastic: bool = False) -> Any:
 
 def default_rule(process: Process, eta: float = 1.0, clip_x0: tuple[float, float] | None = None):
     """The process's own reverse step with stochasticity ``eta``: (NI-)DDIM (DDPM at ``eta=1``),
-    or the edge-preserving posterior (``eta=1``, no clipping) for data-conditioned noise."""
+    or the edge-preserving posterior (``eta=1``, no clipping) for data-conditioned noise; on a
+    VE (NI-SMLD) process ``eta=1`` without clipping is annealed Langevin, SMLD's own sampler
+    (DDIM with ``eta < 1`` or clipping otherwise)."""
     if process.noise.data_conditioned:
         if eta != 1.0 or clip_x0 is not None:
             raise ValueError("the edge-preserving posterior takes eta=1 and no clipping")
         return EdgePosterior(process.noise)
+    if eta == 1.0 and clip_x0 is None and _is_smld(process):
+        return _langevin(process)
     return _ddim(process, eta, clip_x0)

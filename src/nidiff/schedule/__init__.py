@@ -5,6 +5,7 @@ from .base import Schedule
 from .discrete import DiscreteSchedule
 from .flow import RectifiedFlow, dynamic_shift, flow_grid, flux_mu, static_shift
 from .grid import TimeGrid, custom_grid, leading_grid, linspace_grid, trailing_grid
+from .own import own_grid
 from .shift import shift_grid, shift_times
 from .ve import VESchedule, geometric_grid
 from .vp import VPSchedule
@@ -24,6 +25,7 @@ __all__ = [
     "geometric_grid",
     "leading_grid",
     "linspace_grid",
+    "own_grid",
     "shift_grid",
     "shift_times",
     "static_shift",

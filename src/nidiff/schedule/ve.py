@@ -22,13 +22,22 @@ __all__ = ["VESchedule", "geometric_grid"]
 
 class VESchedule(Schedule):
     r""":math:`\alpha_t = 1`, :math:`\sigma_t = t`, ``t_max = sigma_max``; the prior is
-    :math:`\mathcal N(0, \sigma_{max}^2\Sigma)` (``prior_std = sigma_max``)."""
+    :math:`\mathcal N(0, \sigma_{max}^2\Sigma)` (``prior_std = sigma_max``).
 
-    def __init__(self, sigma_max: float = 50.0):
-        if not (isinstance(sigma_max, int | float) and math.isfinite(sigma_max) and sigma_max > 0):
-            raise ValueError(f"sigma_max={sigma_max!r} must be a finite number > 0")
+    ``sigma_min`` is the smallest noise level a model of this schedule is trained on (SMLD's
+    :math:`\sigma_L`): the bottom of its sampling ladder (:func:`geometric_grid`) and the
+    reference of annealed Langevin's step size (:class:`~nidiff.samplers.langevin.Langevin`).
+    """
+
+    def __init__(self, sigma_max: float = 50.0, sigma_min: float = 0.01):
+        for name, v in (("sigma_max", sigma_max), ("sigma_min", sigma_min)):
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name}={v!r} must be a finite number > 0")
+        if not sigma_min < sigma_max:
+            raise ValueError(f"need sigma_min < sigma_max, got {sigma_min=}, {sigma_max=}")
         self.t_max = float(sigma_max)
         self.prior_std = float(sigma_max)
+        self.sigma_min = float(sigma_min)
 
     def _log_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
         return torch.zeros_like(t), torch.log(t)
@@ -54,10 +63,10 @@ class VESchedule(Schedule):
         return torch.zeros_like(tt), 2.0 * tt
 
     def to_spec(self) -> dict:
-        return {"kind": "ve", "sigma_max": self.t_max}
+        return {"kind": "ve", "sigma_max": self.t_max, "sigma_min": self.sigma_min}
 
     def __repr__(self) -> str:
-        return f"VESchedule(sigma_max={self.t_max:g})"
+        return f"VESchedule(sigma_max={self.t_max:g}, sigma_min={self.sigma_min:g})"
 
 
 def geometric_grid(sigma_max: float, sigma_min: float, steps: int) -> TimeGrid:

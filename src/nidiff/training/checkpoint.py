@@ -158,7 +158,8 @@ def load_model(
         FileNotFoundError: no such directory. ValueError: corrupt, truncated or mismatched files.
     """
     from ..models.config_check import build_checked, check_unet_config, rough_unet_params
-    from ..models.diffusers_unet import UNetDenoiser, unet_from_config
+    from ..models.diffusers_unet import unet_from_config
+    from ..models.ve_unet import unet_denoiser
 
     directory = Path(directory)
     config = read_config(directory)
@@ -206,7 +207,7 @@ def load_model(
     schedule = spec.build_schedule()
     return LoadedModel(
         network=network,
-        denoiser=UNetDenoiser(network),
+        denoiser=unet_denoiser(network, schedule),
         spec=spec,
         schedule=schedule,
         noise=spec.build_noise(schedule),

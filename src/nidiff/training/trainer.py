@@ -28,6 +28,7 @@ from torch import Tensor
 from .._io import atomic_dir, clean_stale, write_json
 from ..imageio import save_grid
 from .checkpoint import ResumeWarning, resume_state, save_model
+from .processes import draw_times
 from .spec import ProcessSpec
 
 __all__ = ["ResumeWarning", "TrainConfig", "TrainResult", "latest_checkpoint", "train"]
@@ -101,9 +102,9 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def _draw(gen: torch.Generator, n: int, B: int, T: int, shape, p_drop: float):
+def _draw(gen: torch.Generator, n: int, B: int, schedule, shape, p_drop: float):
     idx = torch.randint(n, (B,), generator=gen)
-    t = torch.randint(1, T + 1, (B,), generator=gen).to(torch.float64)
+    t = draw_times(schedule, B, gen)
     eps = torch.randn((B, *shape), generator=gen)
     drop = torch.rand(B, generator=gen) < p_drop
     return idx, t, eps, drop
@@ -131,7 +132,8 @@ def train(
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    from ..models.diffusers_unet import UNetDenoiser, unet_from_config
+    from ..models.diffusers_unet import unet_from_config
+    from ..models.ve_unet import unet_denoiser
 
     out_dir = Path(out_dir)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
@@ -185,7 +187,7 @@ def train(
             segments = [_segment(0, step, None, None, None)]
     net, opt = acc.prepare(net, opt)
     ema.to(acc.device)
-    denoiser = UNetDenoiser(net)
+    denoiser = unet_denoiser(net, schedule)
     config = {
         "model": model_config,
         "process": spec.to_dict(),
@@ -204,7 +206,7 @@ def train(
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and acc.is_main_process))
     while step < cfg.steps:
         idx, t, eps, drop = _draw(
-            gen, len(images), cfg.batch_size, schedule.T, images.shape[1:], cfg.label_dropout
+            gen, len(images), cfg.batch_size, schedule, images.shape[1:], cfg.label_dropout
         )
         x0 = images[idx[shard].to(images.device)].to(acc.device, torch.float32)
         cond = None
@@ -328,19 +330,19 @@ def _checkpoint(out_dir, step, net, ema, opt, lr_sched, gen, config, keep, log) 
 
 def _sample_grid(ema, spec, schedule, num_classes, shape, path: Path) -> None:
     from ..generate import generate
-    from ..models.diffusers_unet import UNetDenoiser
+    from ..models.ve_unet import unet_denoiser
     from ..process import Process
     from ..samplers.registry import pixel_sampling_rule
-    from ..schedule import leading_grid
+    from ..schedule import own_grid
 
     device = next(ema.parameters()).device
     n = max(num_classes, 1)
     labels = torch.arange(n).repeat_interleave(4) if num_classes else None
     noise = spec.build_noise(schedule)
     x = generate(
-        UNetDenoiser(ema),
+        unet_denoiser(ema, schedule),
         pixel_sampling_rule(Process(schedule, noise, spec.build_prediction(noise))),
-        leading_grid(schedule, 50),
+        own_grid(schedule, 50),
         (4 * n, *shape),
         noise=noise,
         labels=labels,
@@ -348,5 +350,6 @@ def _sample_grid(ema, spec, schedule, num_classes, shape, path: Path) -> None:
         null_class=num_classes or None,
         generator=torch.Generator(device).manual_seed(0),
         device=device,
+        prior_std=schedule.prior_std,
     )
     save_grid(x.cpu(), path, nrow=4)
