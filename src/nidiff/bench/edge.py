@@ -26,11 +26,12 @@ clamped to [−1, 1]; the real reference is the first ``real`` Fashion-MNIST tes
    metric between ``samples`` real images and the other ``real − samples`` (sampling noise).
 3. **Stroke-guided SDEdit** (EP Sec. 5 "Stroke-guided image generation"). ``edits`` test images,
    class-balanced (the first ``edits/10`` of each class), become stroke paintings
-   (:mod:`nidiff.bench._strokes`: Gaussian pre-blur σ = ``stroke_blur``, per-image k-means into
-   ``clusters`` grey levels, seed ``seed``). :func:`nidiff.editing.sdedit` noises each painting
-   to the hijack time :math:`t_h = \mathrm{round}(h\,T)` with the model's own forward process
-   (EP eq. 11 for the edge model) and runs :math:`n = \lceil h\cdot\text{edit\_steps}\rceil`
-   ancestral steps at :math:`t_i = \mathrm{round}(t_h (n - i)/n)`, conditioned on the true class,
+   (:mod:`nidiff.editing.strokes`: Gaussian pre-blur σ = ``stroke_blur``, per-image k-means into
+   ``clusters`` grey levels, seed ``seed``). :func:`nidiff.editing.strokes.stroke_edit`
+   (SDEdit) noises each painting to the hijack time :math:`t_h = \mathrm{round}(h\,T)` with the
+   model's own forward process (EP eq. 11 for the edge model) and runs
+   :math:`n = \lceil h\cdot\text{edit\_steps}\rceil` ancestral steps at
+   :math:`t_i = \mathrm{round}(t_h (n - i)/n)`, conditioned on the true class,
    no guidance, with the same noise for both models. Hijack ``h = 0.55`` is the paper's; note
    that with τ linear and :math:`t_\Phi = 0.5` the EP forward noise at 0.55·T is already
    isotropic, so there only the reverse process differs; ``h = 0.4`` noises edge-preservingly.
