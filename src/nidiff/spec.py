@@ -9,9 +9,9 @@ The JSON form is small and explicit::
 
 Schedule kinds: ``linear``, ``scaled_linear``, ``cosine`` (keyword arguments of the matching
 :class:`~nidiff.schedule.DiscreteSchedule` constructor), ``betas`` (an explicit list), ``vp``
-(``beta_min``, ``beta_max``), ``flow`` and ``ve`` (``sigma_max``, ``sigma_min``). Noise kinds: ``isotropic``,
-``gff`` (``power``), ``edge`` (``lambda_min``, ``lambda_max``, ``lambda_end``, ``tau`` ∈
-{linear, cosine, sigmoid}, ``t_phi``, ``k``, ``squared``, ``per_image``, ``padding``,
+(``beta_min``, ``beta_max``), ``flow`` and ``ve`` (``sigma_max``, ``sigma_min``). Noise kinds:
+``isotropic``, ``gff`` (``power``), ``edge`` (``lambda_min``, ``lambda_max``, ``lambda_end``,
+``tau`` ∈ {linear, cosine, sigmoid}, ``t_phi``, ``k``, ``squared``, ``per_image``, ``padding``,
 ``channel_sum``) and ``diagonal`` (shape and
 digest only: recognised, not rebuilt). Predictions: ``epsilon``, ``x0``, ``v``, ``flow``,
 ``scaled-noise``. Objects write their own part (``to_spec()``); this module is the one place
