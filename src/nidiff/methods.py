@@ -12,7 +12,8 @@ error, not a silent no-op) and runs it on a :class:`~nidiff.models.space.ModelSp
 
 **Defaults** live here too (:func:`method_defaults`): nidiff's pixel defaults, chosen from the
 editing benchmark (:data:`PIXEL_DEFAULTS`), and for latent
-text-to-image models the papers' own settings (:data:`EF_PAPER`, :data:`P2P_PAPER`).
+text-to-image models the papers' own settings (:data:`EF_PAPER`, :data:`P2P_PAPER`,
+:data:`ZERO_SHOT_PAPER`, :data:`ZERO_SHOT_DDIM_PAPER`, :data:`PNP_PAPER`; :data:`PNP_EF` is ours).
 
 **Adding a method**: write ``def _name(c: EditCall) -> tuple[EditResult, int]`` and add a row to
 :data:`METHODS`; ``--method`` choices, its help, the option checks and the benchmarks' lists
@@ -36,6 +37,10 @@ __all__ = [
     "OPTION_NAMES",
     "P2P_PAPER",
     "PIXEL_DEFAULTS",
+    "PNP_EF",
+    "PNP_PAPER",
+    "ZERO_SHOT_DDIM_PAPER",
+    "ZERO_SHOT_PAPER",
     "EditCall",
     "EditOptions",
     "MethodInfo",
@@ -59,6 +64,30 @@ EF_PAPER: dict[str, Any] = {
 #: 9 and skip 12 of 100; cross-attention replaced during 60 % and self-attention injected during
 #: 20 % of the steps run.
 P2P_PAPER: dict[str, Any] = {**EF_PAPER, "guidance": 9.0, "skip_frac": 0.12}
+#: Zero-Shot I2I + EF ("Zero-Shot+Our", EF paper App. D.2, Table 4): 50 steps, guidance 7.5,
+#: T_skip 0, cross-attention guidance λ_xa 0.03, inversion guidance 3.5 (η 1).
+ZERO_SHOT_PAPER: dict[str, Any] = {
+    "steps": 50, "eta": 1.0, "source_guidance": 3.5, "guidance": 7.5, "skip_frac": 0.0,
+    "xa_guidance": 0.03,
+}  # fmt: skip
+#: Zero-Shot I2I on its own DDIM inversion (pix2pix-zero; EF paper Table 4 "Zero-Shot"): the same
+#: with λ_xa 0.1, inversion guidance 1 and 5 rounds of pix2pix-zero's noise regularization.
+ZERO_SHOT_DDIM_PAPER: dict[str, Any] = {
+    **ZERO_SHOT_PAPER, "source_guidance": 1.0, "xa_guidance": 0.1, "noise_reg_steps": 5,
+}  # fmt: skip
+#: Plug-and-Play on DDIM inversion (EF paper Table 3 "PnP", the authors' defaults): 1000
+#: inversion steps at guidance 1, 50 edit steps at guidance 10, T_skip 0, features injected
+#: during 40 and self-attention during 25 of the 50 steps.
+PNP_PAPER: dict[str, Any] = {
+    "steps": 50, "source_guidance": 1.0, "guidance": 10.0, "skip_frac": 0.0,
+    "feature_replace": 0.8, "self_replace": 0.5, "inversion_steps": 1000,
+}  # fmt: skip
+#: Plug-and-Play on EF maps (nidiff's; no paper runs it): PnP's edit settings, EF's inversion
+#: (guidance 3.5, η 1) on the edit grid.
+PNP_EF: dict[str, Any] = {
+    **{k: v for k, v in PNP_PAPER.items() if k != "inversion_steps"}, "source_guidance": 3.5,
+    "eta": 1.0,
+}  # fmt: skip
 #: FlowEdit's settings (Kulikov et al. 2025, their code): steps, n_max = steps - skip, source
 #: and target guidance, per family.
 FLOWEDIT_PAPER: dict[str, dict[str, Any]] = {
@@ -115,6 +144,10 @@ class EditOptions:
     self_replace: float = 0.2
     p2p_mode: str = "replace"
     reweight: tuple[tuple[str, float], ...] = ()
+    feature_replace: float = PNP_PAPER["feature_replace"]
+    xa_guidance: float | None = None  # None: the method's paper value (ZERO_SHOT_*PAPER)
+    noise_reg_steps: int = ZERO_SHOT_DDIM_PAPER["noise_reg_steps"]
+    inversion_steps: int = PNP_PAPER["inversion_steps"]
 
 
 #: Every option name of :class:`EditOptions`.
@@ -425,10 +458,99 @@ def _p2p_check(space: Any, source: str, target: str, o: EditOptions) -> None:
         token_weights(space.tokenizer, target, dict(o.reweight))
 
 
+def _attention_family(space: Any, method: str, what: str) -> None:
+    """The model must be a family whose UNet attention nidiff controls (SD 1.x/2.x)."""
+    from .models.families import FAMILIES
+
+    family = FAMILIES.get(getattr(space, "family", "sd"))
+    if family is not None and not family.attention_control:
+        able = ", ".join(f.name for f in FAMILIES.values() if f.attention_control)
+        raise ValueError(
+            f"--method {method} {what}: it runs on {able} pipelines, not on {family.name} "
+            f"({family.label})"
+        )
+
+
+def _zero_shot_check(method: str) -> Callable[[Any, str, str, EditOptions], None]:
+    """Zero-Shot needs an SD 1.x/2.x UNet with cross-attention layers."""
+
+    def check(space: Any, source: str, target: str, o: EditOptions) -> None:
+        from .editing.zero_shot import check_cross_attention
+
+        _attention_family(space, method, "guides a UNet's cross-attention maps (Zero-Shot I2I)")
+        try:
+            check_cross_attention(space.unet)
+        except ValueError as err:
+            raise ValueError(f"--method {method}: {err}") from None
+
+    return check
+
+
+def _pnp_check(method: str) -> Callable[[Any, str, str, EditOptions], None]:
+    """PnP needs an SD 1.x/2.x UNet with its feature block and decoder self-attention."""
+
+    def check(space: Any, source: str, target: str, o: EditOptions) -> None:
+        from .editing.pnp import pnp_layers
+
+        _attention_family(space, method, "injects a UNet's features and self-attention (PnP)")
+        try:
+            pnp_layers(space.unet, o.self_replace > 0)
+        except ValueError as err:
+            raise ValueError(f"--method {method}: {err}") from None
+
+    return check
+
+
+def _xa(c: EditCall, paper: dict[str, Any]) -> float:
+    o = c.options
+    return paper["xa_guidance"] if o.xa_guidance is None else float(o.xa_guidance)
+
+
+def _zero_shot(c: EditCall) -> tuple[Any, int]:
+    """Zero-Shot + EF: the call's edit-friendly inversion (the studio's cached one), then the
+    guided regeneration with the direction ``target - source``."""
+    from .editing import zero_shot_edit
+
+    res = zero_shot_edit(
+        c.space, c.ef_invert(), source_cond=c.source, target_cond=c.target, skip=c.options.skip,
+        guidance=c.options.guidance, xa_guidance=_xa(c, ZERO_SHOT_PAPER),
+    )  # fmt: skip
+    return res, len(c.grid)
+
+
+def _zero_shot_ddim(c: EditCall) -> tuple[Any, int]:
+    from .editing import zero_shot_edit
+
+    o = c.options
+    res = zero_shot_edit(
+        c.space, c.x0, source_cond=c.source, target_cond=c.target, inversion="ddim",
+        grid=c.grid, skip=o.skip, source_guidance=o.source_guidance, guidance=o.guidance,
+        xa_guidance=_xa(c, ZERO_SHOT_DDIM_PAPER), noise_reg_steps=o.noise_reg_steps,
+        generator=c.generator,
+    )  # fmt: skip
+    return res, 0  # res.nfe counts the inversion
+
+
+def _pnp(c: EditCall, inversion: str) -> tuple[Any, int]:
+    from .editing import pnp_edit
+
+    o = c.options
+    step = {"eta": o.eta, "rule": c.rule()} if inversion == "ef" else {}
+    res = pnp_edit(
+        c.space, c.x0, source_cond=c.source, target_cond=c.target, inversion=inversion,
+        grid=c.grid, skip=o.skip, source_guidance=o.source_guidance, guidance=o.guidance,
+        feature_replace=o.feature_replace, self_replace=o.self_replace,
+        inversion_steps=o.inversion_steps, generator=c.generator, **step,
+    )  # fmt: skip
+    return res, 0  # res.nfe counts the inversion
+
+
 _MAP = frozenset({"map_n", "map_strength"})
 _USER_MAP = frozenset({"map_mode"})  # the NGDM methods take a user's map (EditCall.user_map)
 #: How a user's map enters NGDM's λ: instead of the weighting map, or multiplied with it.
 MAP_MODES = ("replace", "multiply")
+#: What the attention-controlling methods need (for messages).
+_SD_NEEDS = "a Stable Diffusion pipeline (--model SD_DIR; SD 1.x/2.x)"
 _STEP = frozenset({"eta", "sampler"})  # the step rule: any sampler of the registry
 _INVERT = frozenset({"source_guidance", "skip"}) | _STEP
 
@@ -462,6 +584,23 @@ METHODS: dict[str, MethodInfo] = {
                               "p2p_mode", "reweight"}),
                    inverts=True, text_only=True, check=_p2p_check,
                    needs="a Stable Diffusion pipeline (--model SD_DIR; SD 1.x/2.x)"),
+        MethodInfo("zero-shot", "Zero-Shot+EF", "Zero-Shot I2I + EF inversion (SD)",
+                   "EF App. D.2, Table 4", _zero_shot, _INVERT | {"xa_guidance"}, inverts=True,
+                   text_only=True, check=_zero_shot_check("zero-shot"), needs=_SD_NEEDS),
+        MethodInfo("zero-shot-ddim", "Zero-Shot", "Zero-Shot I2I (pix2pix-zero) on DDIM inversion "
+                   "(SD)", "Parmar et al. 2023; EF Table 4", _zero_shot_ddim,
+                   frozenset({"source_guidance", "skip", "xa_guidance", "noise_reg_steps"}),
+                   inverts=True, text_only=True, check=_zero_shot_check("zero-shot-ddim"),
+                   needs=_SD_NEEDS),
+        MethodInfo("pnp", "PnP+EF", "Plug-and-Play + EF inversion (SD)",
+                   "nidiff: PnP's injections on EF maps", lambda c: _pnp(c, "ef"),
+                   _INVERT | {"feature_replace", "self_replace"}, inverts=True, text_only=True,
+                   check=_pnp_check("pnp"), needs=_SD_NEEDS),
+        MethodInfo("pnp-ddim", "PnP", "Plug-and-Play on DDIM inversion (SD)",
+                   "Tumanyan et al. 2023; EF Table 3", lambda c: _pnp(c, "ddim"),
+                   frozenset({"source_guidance", "skip", "feature_replace", "self_replace",
+                              "inversion_steps"}),
+                   inverts=True, text_only=True, check=_pnp_check("pnp-ddim"), needs=_SD_NEEDS),
     )
 }  # fmt: skip
 
@@ -474,8 +613,10 @@ def method_defaults(
     conditional: bool = True,
 ) -> dict[str, Any]:
     """Option defaults of ``method`` that differ from :class:`EditOptions`' own: for latent
-    text-to-image models the papers' settings for ``ef`` and ``p2p`` (:data:`EF_PAPER`,
-    :data:`P2P_PAPER`) and Stable Diffusion's guidance 7.5 for the rest; on pixel models
+    text-to-image models the papers' settings for ``ef``, ``p2p``, ``zero-shot``,
+    ``zero-shot-ddim``, ``pnp`` and ``pnp-ddim`` (:data:`EF_PAPER`, :data:`P2P_PAPER`,
+    :data:`ZERO_SHOT_PAPER`, :data:`ZERO_SHOT_DDIM_PAPER`, :data:`PNP_EF`, :data:`PNP_PAPER`)
+    and Stable Diffusion's guidance 7.5 for the rest; on pixel models
     the editing benchmark's choices (:data:`PIXEL_DEFAULTS`). ``skip_frac`` is the default
     ``skip`` as a fraction of ``steps``, ``factor_frac`` ILVR's default factor as a fraction of
     the image side (:func:`default_factor`).
@@ -510,12 +651,19 @@ def method_defaults(
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     out: dict[str, Any] = {"skip_frac": SKIP_FRAC, "strength": STRENGTH.get(method, 1.0)}
     if latent:
-        out |= {"ef": EF_PAPER, "p2p": P2P_PAPER}.get(method, {"guidance": SD_GUIDANCE})
+        out |= _LATENT_PAPERS.get(method, {"guidance": SD_GUIDANCE})
     else:
         out |= PIXEL_DEFAULTS.get(method, {})
     if not conditional:
         out |= {"guidance": 1.0, "source_guidance": 1.0}
     return out
+
+
+#: The papers' settings of the methods that have them, on Stable Diffusion.
+_LATENT_PAPERS: dict[str, dict[str, Any]] = {
+    "ef": EF_PAPER, "p2p": P2P_PAPER, "zero-shot": ZERO_SHOT_PAPER,
+    "zero-shot-ddim": ZERO_SHOT_DDIM_PAPER, "pnp": PNP_EF, "pnp-ddim": PNP_PAPER,
+}  # fmt: skip
 
 
 def default_factor(side: int, frac: float) -> int:

@@ -16,8 +16,11 @@ from ..methods import (
     OPTION_NAMES,
     P2P_PAPER,
     PIXEL_DEFAULTS,
+    PNP_PAPER,
     SKIP_FRAC,
     STRENGTH,
+    ZERO_SHOT_DDIM_PAPER,
+    ZERO_SHOT_PAPER,
     check_conditions,
     check_options,
     default_factor,
@@ -59,7 +62,14 @@ _SD_EF = (
     f"{EF_PAPER['guidance']:g}, --skip {round(EF_PAPER['skip_frac'] * 100)} of 100 "
     f"(round({EF_PAPER['skip_frac']} × steps)); with --method p2p the same but --guidance "
     f"{P2P_PAPER['guidance']:g} and --skip {round(P2P_PAPER['skip_frac'] * 100)} of 100 (EF "
-    "paper, Table 3)"
+    "paper, Table 3); zero-shot and zero-shot-ddim: the EF paper's Table 4 (50 steps, --guidance "
+    f"{ZERO_SHOT_PAPER['guidance']:g}, --skip 0, --xa-guidance {ZERO_SHOT_PAPER['xa_guidance']:g}"
+    f" / {ZERO_SHOT_DDIM_PAPER['xa_guidance']:g}, --source-guidance "
+    f"{ZERO_SHOT_PAPER['source_guidance']:g} / {ZERO_SHOT_DDIM_PAPER['source_guidance']:g}); "
+    f"pnp-ddim: PnP's (Table 3: {PNP_PAPER['inversion_steps']} inversion steps at guidance "
+    f"{PNP_PAPER['source_guidance']:g}, 50 edit steps, --guidance {PNP_PAPER['guidance']:g}, "
+    f"--feature-replace {PNP_PAPER['feature_replace']:g}, --self-replace "
+    f"{PNP_PAPER['self_replace']:g}), pnp the same on EF maps (--source-guidance 3.5)"
 )
 
 
@@ -140,7 +150,8 @@ _BENCH = (
     default=None,
     show_default=f"pixel models round(F × steps) with F: {_pixel('skip_frac')} (the editing "
     f"benchmark's); pipelines round({SKIP_FRAC} × steps)",
-    help="noisiest steps skipped (ef, ddim, cycle; Stable Diffusion ef: 0.36 × steps)",
+    help="noisiest steps skipped (ef, ddim, cycle, p2p, zero-shot*, pnp*; Stable Diffusion ef: "
+    "0.36 × steps, zero-shot and pnp: 0)",
 )
 @click.option(
     "--strength",
@@ -215,8 +226,38 @@ _BENCH = (
     "--self-replace",
     type=click.FloatRange(0, 1),
     default=0.2,
+    show_default="0.2; pnp, pnp-ddim 0.5",
+    help="p2p, pnp, pnp-ddim: fraction of the steps run whose self-attention is the source's",
+)
+@click.option(
+    "--feature-replace",
+    type=click.FloatRange(0, 1),
+    default=PNP_PAPER["feature_replace"],
     show_default=True,
-    help="p2p: fraction of the steps run whose self-attention is the source's",
+    help="pnp, pnp-ddim: fraction of the steps run whose decoder ResNet features are the source's",
+)
+@click.option(
+    "--xa-guidance",
+    type=click.FloatRange(0),
+    default=None,
+    show_default=f"zero-shot {ZERO_SHOT_PAPER['xa_guidance']:g}, zero-shot-ddim "
+    f"{ZERO_SHOT_DDIM_PAPER['xa_guidance']:g}",
+    help="zero-shot, zero-shot-ddim: cross-attention guidance weight λ_xa (0: none)",
+)
+@click.option(
+    "--noise-reg-steps",
+    type=click.IntRange(min=0),
+    default=ZERO_SHOT_DDIM_PAPER["noise_reg_steps"],
+    show_default=True,
+    help="zero-shot-ddim: rounds of pix2pix-zero's noise regularization per inversion step (0: "
+    "plain DDIM inversion)",
+)
+@click.option(
+    "--inversion-steps",
+    type=click.IntRange(min=1),
+    default=PNP_PAPER["inversion_steps"],
+    show_default=True,
+    help="pnp-ddim: DDIM inversion steps (a refinement of the edit grid through its times)",
 )
 @click.option(
     "--p2p-mode",
@@ -289,6 +330,10 @@ def edit(
     self_replace: float,
     p2p_mode: str,
     reweight: tuple[str, ...],
+    feature_replace: float,
+    xa_guidance: float | None,
+    noise_reg_steps: int,
+    inversion_steps: int,
     out: Path | None,
     save_map: Path | None,
     resize: bool,
@@ -323,7 +368,9 @@ def edit(
         "map_strength": map_strength, "map_mode": map_mode, "threshold": threshold,
         "preserve": preserve,
         "cross_replace": cross_replace, "self_replace": self_replace, "p2p_mode": p2p_mode,
-        "reweight": _reweights(reweight),
+        "reweight": _reweights(reweight), "feature_replace": feature_replace,
+        "xa_guidance": xa_guidance, "noise_reg_steps": noise_reg_steps,
+        "inversion_steps": inversion_steps,
     }  # fmt: skip
     if map_file is not None and not METHODS[method].takes_user_map:
         takers = ", ".join(n for n, m in METHODS.items() if m.takes_user_map)
@@ -396,12 +443,18 @@ def _check_conditions(m: LoadedCli, method: str, given: set[str], **maps: Any) -
     refuse_guidance(m, "guidance", "source_guidance")
 
 
+#: Options whose default is a paper's setting of the method (the papers' tables in
+#: :mod:`nidiff.methods`), not the command line's.
+_PAPER_OPTIONS = ("self_replace", "feature_replace", "xa_guidance", "noise_reg_steps",
+                  "inversion_steps")  # fmt: skip
+
+
 def resolve_options(m: LoadedCli, method: str, given: dict[str, Any]) -> dict[str, Any]:
     """The options of one run: the model's defaults for ``method`` (the EF paper's for Stable
     Diffusion) where the user gave none, then ``skip`` and ``strength`` from their rules."""
     opts = dict(given)
     defaults = m.defaults(method)
-    for name in ("steps", "eta", "guidance", "source_guidance"):
+    for name in ("steps", "eta", "guidance", "source_guidance", *_PAPER_OPTIONS):
         if name in defaults and not option_given(name):
             opts[name] = defaults[name]
     if opts["skip"] is None:
