@@ -28,10 +28,15 @@ def test_the_method_registry_drives_the_cli():
 @pytest.mark.parametrize(
     ("method", "flag", "value", "users"),
     [
-        ("sdedit", "--skip", "3", "ef, ddim, cycle, flowedit, p2p"),
+        (
+            "sdedit",
+            "--skip",
+            "3",
+            "ef, ddim, cycle, flowedit, p2p, zero-shot, zero-shot-ddim, pnp, pnp-ddim",
+        ),
         ("ef", "--strength", "0.4", "ngdm, ngdm-ef, sdedit, diffedit"),
         ("ngdm", "--factor", "2", "ilvr"),
-        ("ddim", "--eta", "0.5", "ngdm, ef, ngdm-ef, sdedit, ilvr, cycle, p2p"),
+        ("ddim", "--eta", "0.5", "ngdm, ef, ngdm-ef, sdedit, ilvr, cycle, p2p, zero-shot, pnp"),
     ],
 )
 def test_an_option_that_does_not_apply_is_an_error(tmp_path, method, flag, value, users):
