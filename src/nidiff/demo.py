@@ -1,12 +1,21 @@
 """``make demo``: edit bundled Fashion-MNIST test images with NGDM and edit-friendly inversion.
 
-    python -m nidiff.demo [--out outputs/demo] [--steps 50] [--seed 0]
+    python -m nidiff.demo [--out outputs/demo] [--steps 30] [--seed 0]
 
-For each example (sneaker → sandal, shirt → T-shirt, pullover → coat) it computes the NGDM
-weighting map, then edits with NGDM (Algorithm 1), edit-friendly inversion + regeneration, their
-combination (per-pixel start times on the edit-friendly maps) and SDEdit, all on the bundled
-default model, and writes one comparison figure plus a JSON record of every parameter and of the
-bundled classifier's verdict on each result.
+For each example (sneaker → sandal, shirt → T-shirt, pullover → coat) it edits with NGDM
+(Algorithm 1), edit-friendly inversion + regeneration, their combination (per-pixel start
+times on the edit-friendly maps) and SDEdit, on the bundled default model, and writes one
+comparison figure plus a JSON record of every parameter and of the bundled classifier's verdict
+on each result (under each image of the figure: ``p``, its probability of the target class).
+
+**Settings: those of ``nidiff edit``.** Every method runs through the registry
+(:data:`nidiff.methods.METHODS`) with ``nidiff edit``'s defaults on pixel models
+(:func:`nidiff.methods.method_defaults`: the editing benchmark's point of each method with
+target accuracy >= 0.9 and the best fidelity, RESULTS.md "Default settings of nidiff edit"),
+so the demo shows what a user gets without options, not settings of its own. Each method
+draws from its own generator seeded ``seed + row`` (as ``nidiff edit --seed``), so NGDM and
+NGDM+EF compute the same weighting map λ from the same draws: the λ column, in the colour scale
+of the bar at the right.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import argparse
 import time
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -26,105 +36,109 @@ from ._io import write_json
 from .bundled import ASSETS, load_bundled, load_bundled_classifier
 from .data.fashion_mnist import CLASS_NAMES, class_index
 from .data.folder import load_image
-from .editing import lam_from_map, ngdm, sdedit, weighting_map
-from .editing.ngdm_ef import ngdm_edit_friendly
 from .figure import labelled_grid
-from .inversion import edit_friendly_invert, edit_friendly_regenerate
-from .schedule import leading_grid
+from .methods import METHODS, EditCall, EditOptions, method_defaults
+from .models.space import PixelSpace
 
 EXAMPLES = (
     ("sneaker-0.png", "Sneaker", "Sandal"),
     ("shirt-0.png", "Shirt", "T-shirt/top"),
     ("pullover-0.png", "Pullover", "Coat"),
 )
-COLUMNS = ("source", "lambda map", "NGDM", "edit-friendly", "NGDM + EF", "SDEdit 0.6")
+#: The demo's methods (registry names), one column each after the source and λ.
+DEMO_METHODS = ("ngdm", "ef", "ngdm-ef", "sdedit")
 
 
-def run(
-    out: Path,
-    steps: int = 30,
-    seed: int = 0,
-    guidance: float = 3.0,
-    skip_frac: float = 0.3,
-    overwrite: bool = False,
-) -> dict:
+def settings(method: str, steps: int) -> dict[str, Any]:
+    """``nidiff edit``'s options of ``method`` on a pixel model at ``steps`` (its
+    :func:`~nidiff.methods.method_defaults`, a skip as ``round(skip_frac · steps)``): the
+    :class:`~nidiff.methods.EditOptions` fields that apply to it."""
+    d = method_defaults(method, latent=False)
+    opts = {"steps": steps, "guidance": d.get("guidance", EditOptions.guidance)}
+    applies = METHODS[method].options
+    if "skip" in applies:
+        opts["skip"] = round(d["skip_frac"] * steps)
+    if "strength" in applies:
+        opts["strength"] = d["strength"]
+    return opts
+
+
+def column(method: str, opts: dict[str, Any]) -> str:
+    """A column header: the method's label and its settings (``s`` strength, ``w`` guidance)."""
+    parts = [METHODS[method].label]
+    if "strength" in opts:
+        parts.append(f"s={opts['strength']:g}")
+    if "skip" in opts:
+        parts.append(f"skip {opts['skip']}")
+    if opts["guidance"] != EditOptions.guidance:
+        parts.append(f"w={opts['guidance']:g}")
+    return " ".join(parts)
+
+
+def run(out: Path, steps: int = 30, seed: int = 0, overwrite: bool = False) -> dict:
     """Run the demo and write ``out/demo.png`` and ``out/demo.json``; returns the record."""
     figure, record_path = out / "demo.png", out / "demo.json"
     if not overwrite and (figure.exists() or record_path.exists()):
         raise FileExistsError(f"{figure} exists; pass --overwrite to replace it")
     torch.manual_seed(seed)  # nothing below draws from it; every draw has its own generator
-    m = load_bundled("default")
+    space = PixelSpace(load_bundled("default"))
     clf = load_bundled_classifier()
-    process, model, null = m.process, m.denoiser, m.denoiser.null_cond()
-    grid = leading_grid(m.schedule, steps)
-    skip = round(skip_frac * steps)
-    rows, record = (
-        [],
-        {
-            "model": "fashion-isotropic",
-            "steps": steps,
-            "seed": seed,
-            "guidance": guidance,
-            "ef_skip": skip,
-            "sdedit_strength": 0.6,
-            "nidiff": version("nidiff"),
-            "torch": torch.__version__,
-            "edits": [],
-        },
-    )
+    grid = space.grid(steps)
+    opts = {name: settings(name, steps) for name in DEMO_METHODS}
+    columns = ("source", "lambda (NGDM's map)", *(column(n, opts[n]) for n in DEMO_METHODS))
+    rows, captions = [], []
+    record: dict[str, Any] = {
+        "model": "fashion-isotropic",
+        "steps": steps,
+        "seed": seed,
+        "settings": {METHODS[n].label: opts[n] for n in DEMO_METHODS},
+        "nidiff": version("nidiff"),
+        "torch": torch.__version__,
+        "edits": [],
+    }
     start = time.perf_counter()
     for i, (name, src, tgt) in enumerate(EXAMPLES):
         x0 = load_image(ASSETS / "examples" / name, size=28, channels=1)[None]
-        s, t = torch.tensor([class_index(src)]), torch.tensor([class_index(tgt)])
-        g = torch.Generator().manual_seed(seed + i)
-        wm = weighting_map(model, x0, process, source_cond=s, target_cond=t, n=10, generator=g)
-        lam = lam_from_map(wm.A)
-        res_ngdm = ngdm(
-            model, x0, process, grid, lam, cond=t, guidance=guidance, null_cond=null, generator=g
-        )
-        inv = edit_friendly_invert(model, x0, process, grid, cond=s, generator=g)
-        res_ef = edit_friendly_regenerate(
-            model, inv, process, cond=t, guidance=guidance, null_cond=null, skip=skip
-        )
-        res_mix = ngdm_edit_friendly(
-            model, inv, process, lam, cond=t, guidance=guidance, null_cond=null
-        )
-        res_sde = sdedit(
-            model,
-            x0,
-            process,
-            grid,
-            strength=0.6,
-            cond=t,
-            guidance=guidance,
-            null_cond=null,
-            generator=g,
-        )
-        edits = [res_ngdm.x0, res_ef.x0, res_mix.x0, res_sde.x0]
-        rows.append([x0[0], lam[0] * 2 - 1, *(e[0] for e in edits)])
+        s, t = space.condition([src, tgt])
+        results = {}
+        for method in DEMO_METHODS:
+            g = torch.Generator().manual_seed(seed + i)
+            call = EditCall(space, x0, s, t, grid, g, EditOptions(**opts[method]))
+            res, extra = METHODS[method].run(call)
+            results[method] = (res, res.nfe + extra)
+        t_id = class_index(tgt)
         with torch.no_grad():
-            probs = [clf(e.clamp(-1, 1)).softmax(1)[0] for e in edits]
+            images = [x0, *(r.x0.clamp(-1, 1) for r, _ in results.values())]
+            probs = [clf(x).softmax(1)[0] for x in images]
+        lam = results["ngdm"][0].lam[0][:1].float()
+        rows.append([x0[0], lam, *(r.x0[0] for r, _ in results.values())])
+        shown = [f"p = {float(p[t_id]):.2f}" for p in probs]
+        captions.append([shown[0], "", *shown[1:]])  # none under λ
         record["edits"].append(
             {
                 "image": name,
                 "source": src,
                 "target": tgt,
+                "source_p_target": float(probs[0][t_id]),
                 "results": {
-                    col: {
-                        "p_target": float(p[t]),
+                    METHODS[m].label: {
+                        "p_target": float(p[t_id]),
                         "predicted": CLASS_NAMES[int(p.argmax())],
-                        "nfe": r.nfe,
-                        "mse_to_source": float((e - x0).square().mean()),
+                        "nfe": nfe,
+                        "mse_to_source": float((res.x0 - x0).square().mean()),
                     }
-                    for col, p, r, e in zip(
-                        COLUMNS[2:], probs, (res_ngdm, res_ef, res_mix, res_sde), edits, strict=True
-                    )
+                    for (m, (res, nfe)), p in zip(results.items(), probs[1:], strict=True)
                 },
             }
         )
     record["seconds"] = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
-    labelled_grid(rows, COLUMNS, [f"{s} -> {t}" for _, s, t in EXAMPLES], figure, scale=4)
+    title = (
+        f"nidiff edit's defaults, bundled model, {steps} steps, seed {seed}; "
+        "p: the bundled classifier's probability of the target class"
+    )
+    labelled_grid(rows, columns, [f"{s} -> {t}" for _, s, t in EXAMPLES], figure, scale=4,
+                  title=title, captions=captions, map_column=1)  # fmt: skip
     write_json(record_path, record)
     return record
 

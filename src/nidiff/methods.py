@@ -101,23 +101,25 @@ SD_GUIDANCE = 7.5
 SKIP_FRAC = 0.3
 STRENGTH = {"sdedit": 0.6, "diffedit": 0.5}
 #: nidiff's defaults on its pixel models, each the point of the method's curve in the editing
-#: benchmark (``nidiff bench editing``, 20 steps, 3 class pairs pooled) with target accuracy
-#: >= 0.9 and the best fidelity (SSIM, background PSNR), or the most accurate point where none
-#: reaches 0.9 (RESULTS.md, "Default settings of nidiff edit"). The benchmark's strength s starts
-#: every method at the first grid time <= s·t_max: ``strength`` s itself (SDEdit, NGDM,
-#: NGDM+EF, DiffEdit), ``skip_frac`` = 1 - s for the inverting methods (on the leading grid
-#: round((1 - s)·steps) is exactly that index); ``factor_frac``: ILVR's factor as a fraction
-#: of the image side (:func:`default_factor`; the benchmark's N = 14 of 28).
-#: NGDM+EF and DDIM inversion reach 0.9 only with guidance 5 (at 3 they top out at 0.896 and
-#: 0.781); DiffEdit reaches 0.42 at best (its mask, not its strength, limits it).
+#: benchmark (``nidiff bench editing``, 20 steps, 3 class pairs pooled, 12 images per pair) with
+#: target accuracy >= 0.9 at the lowest guidance that reaches it and the best fidelity (SSIM, then
+#: background PSNR), or the most accurate point where none reaches 0.9: the rule of
+#: :mod:`nidiff.bench.editing_defaults` on ``docs/results/editing-defaults-cpu-g{3,5}.json``
+#: (RESULTS.md, "Default settings of nidiff edit"). The benchmark's strength s starts every
+#: method at the first grid time <= s·t_max: ``strength`` s itself (SDEdit, NGDM, NGDM+EF,
+#: DiffEdit), ``skip_frac`` = 1 - s for the inverting methods (on the leading grid
+#: round((1 - s)·steps) is exactly that index); ``factor_frac``: ILVR's factor as a fraction of
+#: the image side (:func:`default_factor`; the benchmark's N = 14 of 28).
+#: NGDM+EF, DDIM inversion and DiffEdit miss 0.9 at guidance 3 (at best 0.889, 0.778 and 0.444);
+#: DiffEdit reaches 0.50 at best at guidance 5 (its mask, not its strength, limits it).
 PIXEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "sdedit": {"strength": 0.5},
-    "ngdm": {"strength": 0.6},
+    "ngdm": {"strength": 0.7},
     "ef": {"skip_frac": 0.4},
     "ngdm-ef": {"strength": 0.7, "guidance": 5.0},
+    "ddim": {"skip_frac": 0.4, "guidance": 5.0},
     "cycle": {"skip_frac": 0.4},
-    "ddim": {"skip_frac": 0.3, "guidance": 5.0},
-    "diffedit": {"strength": 0.8},
+    "diffedit": {"strength": 0.7, "guidance": 5.0},
     "ilvr": {"factor_frac": 0.5},
 }
 
