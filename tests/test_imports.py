@@ -11,6 +11,8 @@ MODULES = [
     "nidiff.samplers",
     "nidiff.models",
     "nidiff.editing",
+    "nidiff.defaults",
+    "nidiff.methods",
     "nidiff.inversion",
     "nidiff.training.trainer",
     "nidiff.metrics",
