@@ -30,8 +30,7 @@ STEPS, SKIP = 6, 1
 
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
-    p = tiny_sd.build_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd_p2p"))
-    return StableDiffusion(p.unet, p.vae, p.text_encoder, p.tokenizer, p.scheduler)
+    return tiny_sd.build_tiny_sd(tmp_path_factory.mktemp("tiny_sd_p2p"))
 
 
 @pytest.fixture(scope="module")

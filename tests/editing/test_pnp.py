@@ -28,7 +28,6 @@ from nidiff.models.attention import (
     pnp_self_layers,
     resnet_blocks,
 )
-from nidiff.models.stable_diffusion import StableDiffusion
 
 CAT, DOG = "a photo of a cat", "a photo of a dog"
 STEPS = 6
@@ -37,8 +36,7 @@ SELF = "up_blocks.1.attentions.1.transformer_blocks.0.attn1.processor"
 
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
-    p = tiny_sd.build_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd_pnp"))
-    return StableDiffusion(p.unet, p.vae, p.text_encoder, p.tokenizer, p.scheduler)
+    return tiny_sd.build_tiny_sd(tmp_path_factory.mktemp("tiny_sd_pnp"))
 
 
 @pytest.fixture(scope="module")

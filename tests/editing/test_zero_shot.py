@@ -22,7 +22,6 @@ from nidiff.models.attention import (
     controlled_attention,
     pair_cond,
 )
-from nidiff.models.stable_diffusion import StableDiffusion
 
 CAT, DOG = "a photo of a cat", "a photo of a dog"
 STEPS = 6
@@ -30,8 +29,7 @@ STEPS = 6
 
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
-    p = tiny_sd.build_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd_zero_shot"))
-    return StableDiffusion(p.unet, p.vae, p.text_encoder, p.tokenizer, p.scheduler)
+    return tiny_sd.build_tiny_sd(tmp_path_factory.mktemp("tiny_sd_zero_shot"))
 
 
 @pytest.fixture(scope="module")

@@ -118,10 +118,7 @@ def test_deterministic_rules_are_refused_before_any_evaluation(pixel):
 def sd(tmp_path_factory):
     import tiny_sd
 
-    from nidiff.models.stable_diffusion import StableDiffusion
-
-    p = tiny_sd.build_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd_ef"))
-    return StableDiffusion(p.unet, p.vae, p.text_encoder, p.tokenizer, p.scheduler)
+    return tiny_sd.build_tiny_sd(tmp_path_factory.mktemp("tiny_sd_ef"))
 
 
 @pytest.mark.parametrize("name", ["ddpm", "dpm++2m-sde", "euler-ancestral"])

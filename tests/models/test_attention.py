@@ -31,7 +31,6 @@ from nidiff.models.attention import (
 )
 from nidiff.models.contract import ClassifierFreeGuidance
 from nidiff.models.diffusers_unet import ConditionalUNetDenoiser
-from nidiff.models.stable_diffusion import StableDiffusion
 from nidiff.schedule import leading_grid
 
 CAT, DOG, TIGER = "a photo of a cat", "a photo of a dog", "a photo of a tiger"
@@ -40,8 +39,7 @@ BIG_CAT = "a photo of a big cat"
 
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
-    p = tiny_sd.build_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd_attention"))
-    return StableDiffusion(p.unet, p.vae, p.text_encoder, p.tokenizer, p.scheduler)
+    return tiny_sd.build_tiny_sd(tmp_path_factory.mktemp("tiny_sd_attention"))
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,7 @@ def pixel() -> PixelSpace:
 def latent(tmp_path_factory):
     import tiny_sd
 
-    from nidiff.models.stable_diffusion import StableDiffusion
-
-    p = tiny_sd.build_tiny_pipeline(tmp_path_factory.mktemp("space"))
-    return StableDiffusion(p.unet, p.vae, p.text_encoder, p.tokenizer, p.scheduler)
+    return tiny_sd.build_tiny_sd(tmp_path_factory.mktemp("space"))
 
 
 def test_both_kinds_are_model_spaces(pixel, latent):

@@ -97,6 +97,14 @@ def build_tiny_pipeline(workdir: Path, seed: int = 0):
     )
 
 
+def build_tiny_sd(workdir: Path, seed: int = 0):
+    """The tiny pipeline as nidiff's :class:`~nidiff.models.stable_diffusion.StableDiffusion`."""
+    from nidiff.models.stable_diffusion import StableDiffusion
+
+    p = build_tiny_pipeline(workdir, seed)
+    return StableDiffusion(p.unet, p.vae, p.text_encoder, p.tokenizer, p.scheduler)
+
+
 def save_tiny_pipeline(directory: Path, seed: int = 0) -> Path:
     """Build the tiny pipeline and ``save_pretrained`` it to ``directory/pipeline``."""
     directory = Path(directory)
