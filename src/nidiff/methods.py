@@ -531,7 +531,7 @@ METHODS: dict[str, MethodInfo] = {
                    frozenset({"source_guidance", "skip", "eta", "cross_replace", "self_replace",
                               "p2p_mode", "reweight"}),
                    inverts=True, text_only=True, check=_p2p_check,
-                   needs="a Stable Diffusion pipeline (--model SD_DIR; SD 1.x/2.x)"),
+                   needs=_SD_NEEDS),
         MethodInfo("zero-shot", "Zero-Shot+EF", "Zero-Shot I2I + EF inversion (SD)",
                    "EF App. D.2, Table 4", _zero_shot, _INVERT | {"xa_guidance"}, inverts=True,
                    text_only=True, check=_zero_shot_check("zero-shot"), needs=_SD_NEEDS),

@@ -93,6 +93,9 @@ def test_every_method_end_to_end(work, family, method):
     if method == "p2p":  # attention control needs SD 1.x/2.x's UNet processors
         bad(*args, match="cross-attention processors", out=out)
         return
+    if method in ("zero-shot", "zero-shot-ddim", "pnp", "pnp-ddim"):  # SD 1.x/2.x's UNet too
+        bad(*args, match=f"it runs on sd pipelines, not on {family}", out=out)
+        return
     if method == "flowedit" and family == "sdxl":  # a velocity field: rectified flow only
         bad(*args, match="runs on sd3 and flux pipelines, not on sdxl", out=out)
         return
