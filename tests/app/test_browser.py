@@ -76,6 +76,17 @@ def set_number(page, field: str, value: int) -> None:
     box.press("Enter")
 
 
+def wait_value(page, field: str, value: int) -> None:
+    """Wait until the page shows ``value`` in a number field (a server update landed)."""
+    selector = f"#f-{field} input[type=number]"
+    try:
+        page.wait_for_function("([s, v]) => document.querySelector(s).value === v",
+                               arg=[selector, str(value)], timeout=TIMEOUT)  # fmt: skip
+    except Exception as err:
+        shown = page.locator(selector).input_value()
+        raise AssertionError(f"{field} shows {shown!r}, not {value}") from err
+
+
 def tick(page, labels: dict[str, bool]) -> None:
     for label, on in labels.items():
         box = page.locator("#methods").get_by_role("checkbox", name=label, exact=True)
@@ -148,8 +159,12 @@ def test_studio_in_chromium(studio, chromium, tmp_path):
             box = page.locator(f"#{role} input")
             box.fill(name)
             box.press("Enter")
+        # the skips follow the steps: EF's default keeps its fraction of them
+        ef_default = int(page.locator("#f-ef_skip input[type=number]").input_value())
+        steps_default = int(page.locator("#f-steps input[type=number]").input_value())
         set_number(page, "steps", STEPS)
-        set_number(page, "skip", 3)
+        wait_value(page, "ef_skip", round(ef_default * STEPS / steps_default))
+        set_number(page, "ef_skip", 3)
         tick(page, {"NGDM": True, "EF": True, "NGDM+EF": True, "SDEdit": True})
         page.click("#run")
         status = wait_done(page, "")
@@ -187,7 +202,7 @@ def test_studio_in_chromium(studio, chromium, tmp_path):
 
         # a second EF edit with another skip does not re-invert
         tick(page, {"NGDM": False, "EF": True, "NGDM+EF": False, "SDEdit": False})
-        set_number(page, "skip", SKIP_AGAIN)
+        set_number(page, "ef_skip", SKIP_AGAIN)
         page.click("#run")
         status = wait_done(page, status)
         again = calls(page)
@@ -212,7 +227,9 @@ def test_studio_in_chromium(studio, chromium, tmp_path):
         assert painted[brush, 3:25].min() > 0.9, painted.mean(axis=1).round(2)
         assert painted[erase, 3:25].max() < 0.05, painted.mean(axis=1).round(2)
         record = json.loads(files["sneaker-0-ngdm-1.png.json"])
-        assert record["map"] == "painted" and record["network_calls"]["edit"] == STEPS
+        strength = float(page.locator("#f-ngdm_strength input[type=number]").input_value())
+        assert record["map"] == "painted"  # no weighting map: only the steps from NGDM's start
+        assert record["network_calls"]["edit"] == round(strength * STEPS), strength
         ngdm = grey(files["sneaker-0-ngdm-1.png"])
         assert np.abs(ngdm - ngdm_first)[brush, 3:25].mean() > 0.1  # it follows the brush ...
         assert np.abs(ngdm - x0)[erase, 3:25].max() < 0.02  # ... and keeps what was erased

@@ -19,7 +19,7 @@ from nidiff.app.manipulate import Manipulation, manipulate
 from nidiff.app.methods import SEED_FIXED, available, edit_options
 from nidiff.app.session import CachedInversion, InversionCache, SessionStore
 from nidiff.app.studio import Studio, message_of
-from nidiff.methods import EF_PAPER, METHODS, method_defaults
+from nidiff.methods import EF_PAPER, METHODS, OPTION_NAMES, PIXEL_DEFAULTS, method_defaults
 
 SNEAKER = Inputs(example="sneaker-0.png", source="sneaker", target="sandal")
 
@@ -78,9 +78,50 @@ def test_fields_are_the_cli_options():
             assert f.lo == option.type.min
     d = app_fields.defaults()
     sdedit = method_defaults("sdedit", latent=False)["strength"]  # the registry's, as the CLI's
-    assert (d["steps"], d["guidance"], d["skip"], d["sdedit_strength"]) == (50, 3.0, 15, sdedit)
-    sd = app_fields.defaults({**EF_PAPER})
+    assert (d["steps"], d["guidance"], d["sdedit_strength"]) == (50, 3.0, sdedit)
+    sd = app_fields.defaults(lambda method: {**EF_PAPER})
     assert (sd["steps"], sd["guidance"], sd["source_guidance"], sd["skip"]) == (100, 15, 3.5, 36)
+    assert sd["ef_skip"] == 36
+
+
+def test_per_method_fields_cover_the_registry_defaults():
+    """Every per-method pixel default of the editing benchmark has its field; the methods
+    without one of their own read the shared field."""
+    per = {(m, app_fields.OPTION_OF[k]) for m, own in PIXEL_DEFAULTS.items() for k in own}
+    assert per <= set(app_fields.PER_METHOD.values())
+    assert ("ef", "strength") not in app_fields.PER_METHOD.values()  # EF's is everyone's
+    assert all(app_fields.option_field(m, o) in app_fields.PER_METHOD for m, o in per)
+    assert app_fields.option_field("p2p", "skip") == "skip"  # no own default: the shared field
+
+
+def test_studio_defaults_are_the_clis(studio):
+    """Each method's options as the page starts them are those ``nidiff edit`` resolves with
+    no option given (one home: the registry's per-method defaults)."""
+    from nidiff.cli.edit import edit, resolve_options
+
+    with edit.make_context("edit", ["x.png"]) as ctx:
+        given = {k: ctx.params[k] for k in OPTION_NAMES if k in ctx.params}
+        for name in available(False):
+            cli = resolve_options(studio.m, name, given)
+            page = edit_options(name, studio.defaults)
+            options = {"steps", "guidance"} | (
+                METHODS[name].options & {"skip", "strength", "factor"}
+            )
+            assert {k: page[k] for k in options} == {k: cli[k] for k in options}, name
+
+
+def test_skip_fields_follow_the_steps():
+    """A skip keeps its fraction of the steps and stays valid: the page's defaults (chosen
+    for 50 steps) pass validation at any steps the page allows, once they followed."""
+    d = app_fields.defaults()
+    skips = {name: d[name] for name in app_fields.SKIP_FIELDS}
+    assert {"skip", "ef_skip"} <= set(skips) and d["ef_skip"] == 20
+    assert app_fields.follow_steps({"ef_skip": 20}, 50, 10) == {"ef_skip": 4}
+    assert app_fields.follow_steps({"ef_skip": 20}, 50, 100) == {"ef_skip": 40}
+    assert app_fields.follow_steps({"ef_skip": 9}, 10, 2) == {"ef_skip": 1}  # below steps
+    for steps in (1, 2, 7, 10, 199, LIMITS.max_steps):
+        moved = app_fields.follow_steps(skips, d["steps"], steps)
+        app_fields.validate(d | {"steps": steps} | moved)
 
 
 @pytest.mark.parametrize(
@@ -88,6 +129,7 @@ def test_fields_are_the_cli_options():
     [({"steps": 500}, "steps 500"), ({"guidance": float("nan")}, "finite"),
      ({"eta": "1"}, "number"), ({"preserve": 1}, "true or false"), ({"steps": 2.5}, "whole"),
      ({"sdedit_strength": 0.0}, "(0, 1]"), ({"skip": STEPS}, "less than steps"),
+     ({"ef_skip": STEPS}, "EF skip"),
      ({"p2p_mode": "other"}, "one of"), ({"map_mode": "add"}, "one of")],
 )  # fmt: skip
 def test_validate_names_the_field(change, message):
@@ -147,9 +189,9 @@ def test_invert_once_edit_many(studio):
     assert out.inversion["reused"] is False and out.inversion["error"] < 1e-5
     assert out.results[0].calls == 2 * STEPS + STEPS - SKIP  # invert, check, regenerate
     assert out.results[1].record["inversion"]["reused"] is True and out.inversions_made == 1
-    for change in ({"skip": 5}, {"guidance": 5.0}, {"skip": 1, "guidance": 2.0}):
+    for change in ({"ef_skip": 5}, {"guidance": 5.0}, {"ef_skip": 1, "guidance": 2.0}):
         again = studio.edit("s", SNEAKER, ["ef"], fields(**change))
-        assert again.inversions_made == 1 and again.calls == STEPS - change.get("skip", SKIP)
+        assert again.inversions_made == 1 and again.calls == STEPS - change.get("ef_skip", SKIP)
     other_target = Inputs(example="sneaker-0.png", source="sneaker", target="ankle boot")
     assert studio.edit("s", other_target, ["ef"], fields()).inversions_made == 1
     for change in ({"seed": 1}, {"steps": 8}, {"source_guidance": 2.0}, {"eta": 0.5}):
@@ -175,7 +217,7 @@ def test_painted_map_drives_ngdm(studio):
     lam[..., 8:20, :] = 1.0
     view = studio.prepare(SNEAKER).view
     painted = Inputs(**{**SNEAKER.__dict__, "editor": editor_value(view, lam)})
-    out = studio.edit("s", painted, ["ngdm"], fields())
+    out = studio.edit("s", painted, ["ngdm"], fields(ngdm_strength=1.0))  # the grid's top
     (r,) = out.results
     assert r.record["map"] == "painted" and r.calls == STEPS  # no weighting map computed
     x0 = studio.prepare(SNEAKER).x0[0]
@@ -248,11 +290,11 @@ def test_text_model_studio(tmp_path_factory):
     assert st.classes is None and "p2p" in st.methods and st.defaults["steps"] == 100
     assert grid_shape(m) == (16, 16)
     inp = Inputs(example="sneaker-0.png", source="a photo of a shoe", target="a photo of a boot")
-    out = st.edit("s", inp, ["ngdm", "ef"], fields(steps=4, skip=1))
+    out = st.edit("s", inp, ["ngdm", "ef"], fields(steps=4, ef_skip=1))
     assert out.lam.shape[-2:] == (16, 16) and out.inversion["error"] < 1e-3
     assert out.results[1].record["inversion"]["reused"] is False
     assert tuple(out.results[0].image.shape) == (3, 32, 32)
-    again = st.edit("s", inp, ["ef"], fields(steps=4, skip=2))
+    again = st.edit("s", inp, ["ef"], fields(steps=4, ef_skip=2))
     assert again.inversions_made == 1 and again.calls == 2
 
 

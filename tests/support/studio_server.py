@@ -113,8 +113,9 @@ def start_server(base: Path, *args: str) -> Server:
 
 
 def fields(**changes: Any) -> dict[str, Any]:
-    """The page's default fields with few steps, and ``changes``."""
-    values = defaults({}) | {"steps": STEPS, "skip": SKIP}
+    """The page's default fields with few steps (every skip field ``SKIP``), and ``changes``."""
+    skips = {name: SKIP for name, (option, _) in FROM_CLI.items() if option == "skip"}
+    values = defaults() | {"steps": STEPS} | skips
     unknown = set(changes) - set(values)
     assert not unknown, unknown
     return values | changes

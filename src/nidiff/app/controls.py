@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from .fields import fields
+from .fields import SKIP_FIELDS, fields, follow_steps
 from .images import editor_value, grid_shape, view_scale
 from .inputs import EXAMPLES, Inputs, example_class, painted, read_map
 from .manipulate import Manipulation
@@ -29,6 +29,7 @@ __all__ = [
     "map_column",
     "parameters",
     "seed_controls",
+    "steps_events",
 ]
 
 #: Methods ticked when the page opens.
@@ -153,7 +154,8 @@ def parameters(studio: Studio) -> dict[str, Any]:
             else:
                 step = 1 if f.kind is int else 0.05 if f.hi <= 1 else 0.5
                 lo = f.lo + step if f.low_open else f.lo
-                out[f.name] = gr.Slider(lo, f.hi, value=d[f.name], step=step, min_width=180, **kw)
+                hi = min(f.hi, d["steps"] - 1) if f.name in SKIP_FIELDS else f.hi  # steps_events
+                out[f.name] = gr.Slider(lo, hi, value=d[f.name], step=step, min_width=180, **kw)
     return out
 
 
@@ -226,3 +228,20 @@ def input_events(studio: Studio, c: dict[str, Any], status: Any, map_file: Any, 
     editor.input(painted_note, [editor], [c["map_note"]], api_visibility="private",
                  show_progress="hidden", trigger_mode="always_last")  # fmt: skip
     map_file.upload(upload_map, [map_file, editor], [editor, status], api_name="map")
+
+
+def steps_events(c: dict[str, Any]) -> None:
+    """The skip fields follow the steps (:func:`~nidiff.app.fields.follow_steps`): a skip
+    chosen for 50 steps keeps its fraction at 10, so the per-method defaults stay valid."""
+    last = gr.State(c["steps"].value)  # the steps the skips were chosen for
+    skips = [c[name] for name in SKIP_FIELDS]
+
+    def follow(new, old, *values):
+        if not new or not old or new == old:
+            return gr.skip(), *(gr.skip() for _ in skips)
+        moved = follow_steps(dict(zip(SKIP_FIELDS, values, strict=True)), int(old), int(new))
+        return new, *(gr.update(value=moved[name], maximum=max(new - 1, 1))
+                      for name in SKIP_FIELDS)  # fmt: skip
+
+    c["steps"].change(follow, [c["steps"], last, *skips], [last, *skips],
+                      api_visibility="private", show_progress="hidden")  # fmt: skip

@@ -3,10 +3,19 @@
 Every parameter of the page is an option of ``nidiff edit`` (:data:`FROM_CLI`): its help, its
 range and its default are read from the click command, so the studio and the command line
 cannot drift apart. The studio only tightens what the command line leaves open
-(:class:`~nidiff.app.limits.Limits`: ``steps``, draws, seeds the browser can represent) and
-splits ``--strength``, whose default depends on the method, into one field per method. On a
-model whose :meth:`~nidiff.cli.model.LoadedCli.defaults` differ (Stable Diffusion), the fields
-start at the settings of the EF paper, the method the shared inversion serves.
+(:class:`~nidiff.app.limits.Limits`: ``steps``, draws, seeds the browser can represent).
+
+**Per-method defaults.** An option whose default depends on the method (``nidiff edit``'s
+``--strength``, ``--skip``, ``--guidance``, ``--factor``) gets one field per method that
+has its own default in the registry (:data:`nidiff.methods.PIXEL_DEFAULTS` and the
+papers' settings the pixel defaults carry: :data:`PER_METHOD`, e.g. ``ef_skip``,
+``ngdm_ef_guidance``), started at the model's
+defaults for that method (:meth:`~nidiff.cli.model.LoadedCli.defaults`, as ``nidiff edit``
+resolves them): one home for the policy. The other methods read the shared field
+(``skip``, ``guidance``), started at the model's defaults for EF (on Stable Diffusion the EF
+paper's, the method the shared inversion serves); the manipulations regenerate EF's maps
+with EF's fields. :func:`option_field` says which field an
+option of a method reads.
 
 Sliders bound what a page sends, not what a crafted request sends: :func:`validate` checks
 every value again on the server, with a message that names the field.
@@ -15,26 +24,60 @@ every value again on the server, with a message that names the field.
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
+from ..methods import METHODS, method_defaults
 from .limits import LIMITS, Limits
 
-__all__ = ["FROM_CLI", "Field", "defaults", "fields", "validate"]
+__all__ = [
+    "FROM_CLI", "PER_METHOD", "SKIP_FIELDS", "Field", "defaults", "fields", "follow_steps",
+    "option_field", "validate",
+]  # fmt: skip
 
+#: A key of the registry's defaults → the ``nidiff edit`` option it sets.
+OPTION_OF = {"strength": "strength", "skip_frac": "skip", "guidance": "guidance",
+             "factor_frac": "factor"}  # fmt: skip
+
+
+def _per_method() -> dict[str, tuple[str, str]]:
+    """Per-method field → (method, option): one wherever a method's pixel default
+    (:func:`nidiff.methods.method_defaults`) differs from the one most methods share."""
+    own = {}
+    for method in METHODS:
+        d = method_defaults(method, latent=False)
+        own[method] = {OPTION_OF[k]: v for k, v in d.items() if k in OPTION_OF}
+    common = {  # None: EditOptions' own default
+        option: Counter(d.get(option) for d in own.values()).most_common(1)[0][0]
+        for option in OPTION_OF.values()
+    }
+    return {
+        f"{method.replace('-', '_')}_{option}": (method, option)
+        for option in OPTION_OF.values()
+        for method, d in own.items()
+        if option in d and d[option] != common[option]
+    }
+
+
+#: Per-method field → (method, option), grouped by option (strengths, skips, guidance,
+#: factor), e.g. ``ef_skip``, ``ngdm_ef_guidance``.
+PER_METHOD: dict[str, tuple[str, str]] = _per_method()
 #: studio field → (the ``nidiff edit`` option it is, its label in the page).
 FROM_CLI: dict[str, tuple[str, str]] = {
     "steps": ("steps", "steps"),
     "seed": ("seed", "seed"),
-    "guidance": ("guidance", "guidance (target)"),
+    "guidance": ("guidance", "guidance (target, other methods)"),
     "source_guidance": ("source_guidance", "source guidance (inversion)"),
     "eta": ("eta", "η"),
-    "skip": ("skip", "skip (EF, DDIM, Cycle)"),
-    "sdedit_strength": ("strength", "SDEdit strength"),
-    "diffedit_strength": ("strength", "DiffEdit strength"),
-    "factor": ("factor", "ILVR factor"),
+    "skip": ("skip", "skip (other methods)"),
+    **{
+        name: (option, f"{METHODS[method].label} {option}")
+        for name, (method, option) in PER_METHOD.items()
+    },
     "map_n": ("map_n", "map draws"),
     "map_strength": ("map_strength", "map noise level"),
     "map_mode": ("map_mode", "painted map"),
@@ -44,6 +87,8 @@ FROM_CLI: dict[str, tuple[str, str]] = {
     "self_replace": ("self_replace", "P2P self-attention"),
     "p2p_mode": ("p2p_mode", "P2P mode"),
 }
+#: The fields that count skipped steps (``nidiff edit``'s ``--skip``): they follow ``steps``.
+SKIP_FIELDS = tuple(name for name, (option, _) in FROM_CLI.items() if option == "skip")
 #: The largest seed a browser's number field carries exactly (JavaScript numbers).
 MAX_SEED = 2**31 - 1
 
@@ -104,6 +149,7 @@ def fields(limits: Limits = LIMITS) -> tuple[Field, ...]:
     out = []
     for name, (option, label) in FROM_CLI.items():
         p = options[option]
+        cap = caps.get(option)
         info = " ".join(str(p.help or "").split())
         if getattr(p, "is_flag", False):
             out.append(Field(name, label, bool, info=info))
@@ -111,31 +157,60 @@ def fields(limits: Limits = LIMITS) -> tuple[Field, ...]:
             out.append(Field(name, label, str, choices=tuple(p.type.choices), info=info))
         else:
             kind = int if isinstance(p.type, click.IntRange) else float
-            hi = min(x for x in (p.type.max, caps.get(name)) if x is not None)
+            hi = min(x for x in (p.type.max, cap) if x is not None)
             low_open = bool(getattr(p.type, "min_open", False))
             out.append(Field(name, label, kind, p.type.min, hi, low_open, info=info))
     return tuple(out)
 
 
-def defaults(model_defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every field's start value: ``nidiff edit``'s defaults, overlaid with a model's own
-    (``LoadedCli.defaults("ef")``: the EF paper's for Stable Diffusion); ``skip`` is
-    ``round(skip fraction × steps)`` and each strength its method's default
-    (:func:`nidiff.methods.method_defaults`), as in the CLI."""
+def option_field(method: str, option: str) -> str:
+    """The field ``option`` of ``method`` reads: its own (:data:`PER_METHOD`) or the shared
+    one named as the option."""
+    own = f"{method.replace('-', '_')}_{option}"
+    return own if own in PER_METHOD else option
+
+
+def defaults(
+    model_defaults: Callable[[str], dict[str, Any]] | None = None, side: int = 28
+) -> dict[str, Any]:
+    """Every field's start value: ``nidiff edit``'s defaults, overlaid with the model's own
+    (``model_defaults(method)``, i.e. ``LoadedCli.defaults``; ``None``: the registry's pixel
+    defaults, :func:`nidiff.methods.method_defaults`), resolved as ``nidiff edit`` resolves
+    them: a skip is ``round(skip_frac × steps)``, ILVR's factor
+    :func:`~nidiff.methods.default_factor` of the image ``side``. Shared fields take the
+    defaults of ``ef``, per-method fields their method's (module docs)."""
     from ..cli.edit import edit
-    from ..methods import SKIP_FRAC, method_defaults
+    from ..methods import default_factor, method_defaults
+
+    if model_defaults is None:
+
+        def model_defaults(method: str) -> dict[str, Any]:
+            return method_defaults(method, latent=False)
 
     cli = {p.name: p.default for p in edit.params}
-    extra = dict(model_defaults or {})
     values = {name: cli[option] for name, (option, _) in FROM_CLI.items()}
+    shared = model_defaults("ef")
     for name in ("steps", "eta", "guidance", "source_guidance"):
-        values[name] = extra.get(name, values[name])
-    values["skip"] = round(extra.get("skip_frac", SKIP_FRAC) * values["steps"])
-    if values["factor"] is None:  # nidiff edit's depends on the image side
-        values["factor"] = 4
-    for method in ("sdedit", "diffedit"):
-        values[f"{method}_strength"] = method_defaults(method, latent=False)["strength"]
+        values[name] = shared.get(name, values[name])
+
+    def resolved(own: dict[str, Any], option: str) -> Any:
+        if option == "skip":
+            return round(own["skip_frac"] * values["steps"])
+        if option == "factor":
+            return default_factor(side, own.get("factor_frac", 4 / side))
+        return own.get(option, values[option] if option in values else cli[option])
+
+    values["skip"] = resolved(shared, "skip")
+    for name, (method, option) in PER_METHOD.items():
+        values[name] = resolved(model_defaults(method), option)
     return values
+
+
+def follow_steps(skips: dict[str, int], old: int, new: int) -> dict[str, int]:
+    """The skip fields when the page's steps go from ``old`` to ``new``: each keeps its
+    fraction of the steps, ``round(skip × new / old)`` (how ``nidiff edit`` resolves a skip
+    fraction), and stays below ``new``, so a default that was valid stays valid."""
+    return {name: max(0, min(round(k * new / old), new - 1)) for name, k in skips.items()}
 
 
 def validate(values: dict[str, Any], limits: Limits = LIMITS) -> dict[str, Any]:
@@ -149,6 +224,9 @@ def validate(values: dict[str, Any], limits: Limits = LIMITS) -> dict[str, Any]:
         if f.name not in values:
             raise ValueError(f"{f.label} is missing from the request")
         out[f.name] = f.check(values[f.name])
-    if out["skip"] >= out["steps"]:
-        raise ValueError(f"skip {out['skip']} must be less than steps {out['steps']}")
+    for f in fields(limits):
+        if f.name in SKIP_FIELDS and out[f.name] >= out["steps"]:
+            raise ValueError(
+                f"skip {out[f.name]} ({f.label}) must be less than steps {out['steps']}"
+            )
     return out

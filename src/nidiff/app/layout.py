@@ -86,6 +86,7 @@ def build(studio: Studio) -> gr.Blocks:
         )  # fmt: skip
         with gr.Accordion("Parameters (the papers' defaults)", open=True):
             c |= controls.parameters(studio)
+            controls.steps_events(c)
         shown = {"status": status, "counter": counter, "downloads": downloads}
         actions = {
             "edit": (run, results, lambda s, i, h, f, pr: studio.edit(s, i, h["methods"], f, pr)),

@@ -95,7 +95,8 @@ def manipulate(
         inv = entry.inversion
         out.inversion = {"reused": reused, "error": entry.error, "calls": entry.calls}
         out.inverted = inv
-        into = {"cond": prep.tgt, "guidance": p["guidance"]} if how.into == "target" else {}
+        ef = edit_options("ef", p)  # EF's own fields: the manipulations regenerate EF's maps
+        into = {"cond": prep.tgt, "guidance": ef["guidance"]} if how.into == "target" else {}
         kw = {"null_cond": counted.null_cond(), **into}
         if how.color is not None:
             if out.lam is None:  # no painted map: NGDM's weighting map
@@ -116,7 +117,7 @@ def manipulate(
                 mask=out.lam,
                 color=color,
                 strength=float(how.strength),
-                skip=p["skip"],
+                skip=ef["skip"],
                 **kw,
             )
             what = f"colour {how.color}"
@@ -133,7 +134,7 @@ def manipulate(
             "method": "ef-manipulation",
             "info": res.info,
             "nfe": calls,
-            "resolved": {**edit_options("ef", p), "manipulation": how.__dict__},
+            "resolved": {**ef, "manipulation": how.__dict__},
             "map": map_kind,
             "inversion": out.inversion,
         }

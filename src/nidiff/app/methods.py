@@ -43,12 +43,11 @@ __all__ = [
 ]
 
 #: Methods whose result is fixed once the input is: EF and NGDM+EF regenerate from the cached
-#: inversion (its noise is the seed's, drawn once), DDIM inversion draws nothing, P2P+EF
-#: regenerates from its own inversion.
-SEED_FIXED = frozenset({"ef", "ngdm-ef", "ddim", "p2p"})
-#: Methods whose ``strength`` is a field of its own (``nidiff edit`` has one ``--strength``
-#: with a per-method default).
-STRENGTH_FIELD = {"sdedit": "sdedit_strength", "diffedit": "diffedit_strength"}
+#: inversion (its noise is the seed's, drawn once), DDIM inversion draws nothing (nor do
+#: Zero-Shot's and PnP's DDIM variants), P2P+EF, Zero-Shot+EF and PnP+EF regenerate from their
+#: own EF inversion.
+SEED_FIXED = frozenset({"ef", "ngdm-ef", "ddim", "p2p", "zero-shot", "zero-shot-ddim", "pnp",
+                        "pnp-ddim"})  # fmt: skip
 
 
 def label(name: str) -> str:
@@ -74,11 +73,16 @@ def takes_map(name: str) -> bool:
 
 def edit_options(method: str, p: dict[str, Any]) -> dict[str, Any]:
     """The :class:`~nidiff.methods.EditOptions` of ``method`` from validated fields: every
-    option the fields carry (the rest keep the registry's defaults), the method's strength."""
+    option the fields carry (the rest keep :class:`EditOptions`' own), each per-method option
+    (strength, skip, guidance, factor) from the method's own field where it has one
+    (:func:`~nidiff.app.fields.option_field`: the registry's per-method defaults)."""
+    from .fields import PER_METHOD, option_field
+
     opts = {name: p[name] for name in OPTION_NAMES if name in p}
-    # the NGDM methods start at the grid's top here (1, the paper's); nidiff edit's pixel
-    # default is the editing benchmark's (nidiff.methods.PIXEL_DEFAULTS)
-    opts["strength"] = p[STRENGTH_FIELD[method]] if method in STRENGTH_FIELD else 1.0
+    for option in {o for _, o in PER_METHOD.values()}:
+        name = option_field(method, option)
+        if name in p:
+            opts[option] = p[name]
     return opts
 
 

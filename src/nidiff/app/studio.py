@@ -108,7 +108,7 @@ class Studio:
         self.store = SessionStore(limits.max_sessions, limits.cache_entries)
         self.outputs = Outputs(self.root)
         self.methods = available(m.sd is not None)
-        self.defaults = defaults(m.defaults("ef"))
+        self.defaults = defaults(m.defaults, side=m.size // m.factor)
 
     @property
     def classes(self) -> list[str] | None:
