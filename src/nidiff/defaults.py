@@ -22,6 +22,7 @@ __all__ = [
     "SD_GUIDANCE",
     "SKIP_FRAC",
     "STRENGTH",
+    "STROKES_EP",
     "ZERO_SHOT_DDIM_PAPER",
     "ZERO_SHOT_PAPER",
     "default_factor",
@@ -99,6 +100,12 @@ PIXEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "diffedit": {"strength": 0.7, "guidance": 5.0},
     "ilvr": {"factor_frac": 0.5},
 }
+#: Stroke-guided editing (``strokes``) on pixel models: the settings of ``nidiff bench edge``'s
+#: stroke SDEdit (:class:`nidiff.bench.edge.Preset`): hijack time h = 0.55 (the EP paper's, its
+#: first hijack), paintings of k-means ``clusters = 4`` grey levels after a Gaussian pre-blur
+#: of std ``stroke_blur = 1`` pixel. Not in :data:`PIXEL_DEFAULTS`: the editing benchmark
+#: does not run it (:data:`nidiff.bench._editing_methods.EXCLUDED`).
+STROKES_EP: dict[str, Any] = {"strength": 0.55, "clusters": 4, "stroke_blur": 1.0}
 
 
 def method_defaults(
@@ -113,7 +120,8 @@ def method_defaults(
     ``zero-shot-ddim``, ``pnp`` and ``pnp-ddim`` (:data:`EF_PAPER`, :data:`P2P_PAPER`,
     :data:`ZERO_SHOT_PAPER`, :data:`ZERO_SHOT_DDIM_PAPER`, :data:`PNP_EF`, :data:`PNP_PAPER`)
     and Stable Diffusion's guidance 7.5 for the rest; on pixel models
-    the editing benchmark's choices (:data:`PIXEL_DEFAULTS`). ``skip_frac`` is the default
+    the editing benchmark's choices (:data:`PIXEL_DEFAULTS`; ``strokes``: the edge benchmark's,
+    :data:`STROKES_EP`). ``skip_frac`` is the default
     ``skip`` as a fraction of ``steps``, ``factor_frac`` ILVR's default factor as a fraction of
     the image side (:func:`default_factor`).
     ``method="sample"`` gives the defaults of plain sampling (Stable Diffusion: guidance 7.5).
@@ -152,6 +160,8 @@ def method_defaults(
         out |= _LATENT_PAPERS.get(method, {"guidance": SD_GUIDANCE})
     else:
         out |= PIXEL_DEFAULTS.get(method, {})
+        if method == "strokes":
+            out |= STROKES_EP
     if not conditional:
         out |= {"guidance": 1.0, "source_guidance": 1.0}
     return out

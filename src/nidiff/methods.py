@@ -38,6 +38,7 @@ from .defaults import (
     SD_GUIDANCE,
     SKIP_FRAC,
     STRENGTH,
+    STROKES_EP,
     ZERO_SHOT_DDIM_PAPER,
     ZERO_SHOT_PAPER,
     default_factor,
@@ -57,6 +58,7 @@ __all__ = [
     "SD_GUIDANCE",
     "SKIP_FRAC",
     "STRENGTH",
+    "STROKES_EP",
     "ZERO_SHOT_DDIM_PAPER",
     "ZERO_SHOT_PAPER",
     "EditCall",
@@ -96,6 +98,8 @@ class EditOptions:
     xa_guidance: float | None = None  # None: the method's paper value (ZERO_SHOT_*PAPER)
     noise_reg_steps: int = ZERO_SHOT_DDIM_PAPER["noise_reg_steps"]
     inversion_steps: int = PNP_PAPER["inversion_steps"]
+    clusters: int = STROKES_EP["clusters"]  # strokes: k-means grey levels of the painting
+    stroke_blur: float = STROKES_EP["stroke_blur"]  # strokes: pre-blur std of the painting
 
 
 #: Every option name of :class:`EditOptions`.
@@ -120,6 +124,9 @@ class EditCall:
     #: A user's change map on the space's grid, ``(1, 1, *spatial)`` in ``[0, 1]`` (white = 1 =
     #: change, Differential Diffusion's convention), for the NGDM methods (``options.map_mode``).
     user_map: Tensor | None = None
+    #: A user's stroke painting in the space, shaped as ``x0`` (``strokes``: instead of the
+    #: k-means painting of ``x0``).
+    painting: Tensor | None = None
 
     @property
     def guide(self) -> dict[str, Any]:
@@ -493,6 +500,38 @@ def _pnp(c: EditCall, inversion: str) -> tuple[Any, int]:
     return res, 0  # res.nfe counts the inversion
 
 
+def _strokes(c: EditCall) -> tuple[Any, int]:
+    """SDEdit of a stroke painting: the user's (:attr:`EditCall.painting`), or the k-means
+    painting of ``x0`` (``clusters`` grey levels after a pre-blur of std ``stroke_blur``,
+    k-means++ seeded with the edit generator's seed)."""
+    from .editing.strokes import stroke_edit
+
+    s, o = c.space, c.options
+    given = c.painting is not None
+    res = stroke_edit(
+        s.denoiser, c.painting if given else c.x0, s.process, c.grid, strength=o.strength,
+        clusters=0 if given else o.clusters, blur=o.stroke_blur,
+        painting_seed=c.generator.initial_seed(), cond=c.target, rule=c.rule(),
+        generator=c.generator, **c.guide,
+    )  # fmt: skip
+    return res, 0
+
+
+def _pixel_check(space: Any, source: str, target: str, o: EditOptions) -> None:
+    """Stroke paintings are made of, and noised in, a pixel model's own pixels."""
+    if getattr(space, "factor", 1) != 1:
+        from .models.families import FAMILIES
+
+        family = FAMILIES.get(getattr(space, "family", None))
+        what = (f"{family.name} pipelines ({family.label})" if family is not None
+                else "a model of VAE latents (nidiff train --vae)")  # fmt: skip
+        raise ValueError(
+            "--method strokes paints the image's pixels (k-means grey levels or colours) and "
+            "noises the painting with the model's pixel-space forward process: it runs on "
+            f"nidiff's pixel models (e.g. --model default, fashion-edge), not on {what}"
+        )
+
+
 _MAP = frozenset({"map_n", "map_strength"})
 _USER_MAP = frozenset({"map_mode"})  # the NGDM methods take a user's map (EditCall.user_map)
 #: How a user's map enters NGDM's λ: instead of the weighting map, or multiplied with it.
@@ -549,6 +588,10 @@ METHODS: dict[str, MethodInfo] = {
                    frozenset({"source_guidance", "skip", "feature_replace", "self_replace",
                               "inversion_steps"}),
                    inverts=True, text_only=True, check=_pnp_check("pnp-ddim"), needs=_SD_NEEDS),
+        MethodInfo("strokes", "Strokes", "SDEdit from a stroke painting (k-means of the image, or "
+                   "--painting FILE)", "EP paper Sec. 5; Meng et al. 2022", _strokes,
+                   _STEP | {"strength", "clusters", "stroke_blur"}, conditions=("target",),
+                   check=_pixel_check),
     )
 }  # fmt: skip
 

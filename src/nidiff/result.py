@@ -21,6 +21,8 @@ class EditResult:
         lam: NGDM's per-pixel noise level λ ``(B, 1, *spatial)`` in [0, 1], if the method used one.
         start_times: per-pixel start times :math:`T_k` (paper time), if the method used them.
         info: the method's parameters, for provenance records (JSON-serialisable values).
+        painting: the stroke painting the edit started from ``(B, C, *spatial)``, in the input's
+            space (stroke-guided editing, :func:`nidiff.editing.strokes.stroke_edit`).
     """
 
     x0: Tensor
@@ -28,3 +30,4 @@ class EditResult:
     lam: Tensor | None = None
     start_times: Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    painting: Tensor | None = None

@@ -99,6 +99,10 @@ def test_every_method_end_to_end(work, family, method):
     if method == "flowedit" and family == "sdxl":  # a velocity field: rectified flow only
         bad(*args, match="runs on sd3 and flux pipelines, not on sdxl", out=out)
         return
+    if method == "strokes":  # paintings of pixels, noised in pixel space
+        bad(*args, match=f"it runs on nidiff's pixel models (e.g. --model default, "
+            f"fashion-edge), not on {family} pipelines", out=out)  # fmt: skip
+        return
     extra = ["--save-map", work / f"map-{family}-{method}.png"] if METHODS[method].has_map else []
     ok(*args, *extra)
     with Image.open(out) as img:

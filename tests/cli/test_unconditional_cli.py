@@ -14,7 +14,7 @@ from PIL import Image
 from nidiff.bundled import ASSETS
 from nidiff.methods import METHODS, check_conditions
 
-WORKS = "sdedit, ilvr, or ngdm / ngdm-ef with --map FILE"
+WORKS = "sdedit, ilvr, strokes, or ngdm / ngdm-ef with --map FILE"
 FAST = ["--steps", "4"]
 
 
@@ -39,7 +39,7 @@ def folder_model(tmp_path_factory) -> tuple[Path, Path, Path]:
 
 @pytest.mark.parametrize(
     "method, extra",
-    [("sdedit", []), ("ilvr", []), ("ngdm", ["--map", "map.png"]),
+    [("sdedit", []), ("ilvr", []), ("strokes", ["--clusters", "3"]), ("ngdm", ["--map", "map.png"]),
      ("ngdm-ef", ["--map", "map.png", "--save-map", "lam.png"])],
 )  # fmt: skip
 def test_methods_without_a_condition_run_unguided(folder_model, tmp_path, method, extra):
@@ -126,7 +126,7 @@ def test_class_models_need_only_the_conditions_a_method_uses(tmp_path):
 
 def test_the_policy_is_the_registrys():
     free = {n for n, m in METHODS.items() if not m.text_only and "source" not in m.conditions}
-    assert free == {"sdedit", "ilvr"}
+    assert free == {"sdedit", "ilvr", "strokes"}
     for name, info in METHODS.items():
         mapped = info.takes_user_map
         if name in free or mapped:

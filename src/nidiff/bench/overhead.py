@@ -36,6 +36,7 @@ from nidiff.bundled import ASSETS, load_bundled
 from nidiff.data.folder import load_image
 from nidiff.editing import diffedit, ilvr, ngdm, ngdm_edit_friendly, sdedit, weighting_map
 from nidiff.editing.sdedit import start_index
+from nidiff.editing.strokes import stroke_edit
 from nidiff.inversion import (
     cycle_edit,
     cycle_invert,
@@ -44,7 +45,7 @@ from nidiff.inversion import (
     edit_friendly_invert,
     edit_friendly_regenerate,
 )
-from nidiff.methods import EF_PAPER
+from nidiff.methods import EF_PAPER, STROKES_EP
 from nidiff.methods import METHODS as REGISTRY
 from nidiff.schedule import DiscreteSchedule, linspace_grid
 
@@ -209,6 +210,11 @@ def run(
     def sdedit_row():
         return sdedit(counter, x0, process, grid, strength=0.5, cond=tgt, generator=gen(3), **guide)
 
+    def strokes_row():  # the k-means painting (no network calls) counts as overhead
+        return stroke_edit(counter, x0, process, grid, strength=STROKES_EP["strength"],
+                           clusters=STROKES_EP["clusters"], blur=STROKES_EP["stroke_blur"],
+                           cond=tgt, generator=gen(7), **guide)  # fmt: skip
+
     def ilvr_row():
         return ilvr(counter, x0, process, grid, cond=tgt, generator=gen(4), **guide)
 
@@ -226,6 +232,7 @@ def run(
         ("ef regenerate", ef_regen),
         ("ngdm-ef", ngdm_ef),
         ("sdedit", sdedit_row),
+        ("strokes (k-means + sdedit)", strokes_row),
         ("ilvr", ilvr_row),
         ("ddim invert", ddim_inv),
         ("ddim edit", ddim_edit_row),

@@ -19,6 +19,7 @@ from ..methods import (
     PNP_PAPER,
     SKIP_FRAC,
     STRENGTH,
+    STROKES_EP,
     ZERO_SHOT_DDIM_PAPER,
     ZERO_SHOT_PAPER,
     check_conditions,
@@ -100,8 +101,8 @@ _BENCH = (
     "-s",
     type=str,
     default=None,
-    help="class or prompt the image shows (CSV: per row); sdedit, ilvr and ngdm/ngdm-ef with "
-    "--map need none, and a model trained on an image folder (unconditional) takes none",
+    help="class or prompt the image shows (CSV: per row); sdedit, ilvr, strokes and ngdm/ngdm-ef "
+    "with --map need none, and a model trained on an image folder (unconditional) takes none",
 )
 @click.option(
     "--target",
@@ -109,7 +110,7 @@ _BENCH = (
     type=str,
     default=None,
     help="class or prompt to edit into (CSV: per row); none for an unconditional model, whose "
-    "sdedit, ilvr and ngdm/ngdm-ef with --map regenerate unguided",
+    "sdedit, ilvr, strokes and ngdm/ngdm-ef with --map regenerate unguided",
 )
 @model_option
 @device_options
@@ -141,9 +142,12 @@ _BENCH = (
     "SD3: 3.5; FLUX: 1.5)",
 )
 @eta_option(
-    "η of the stochastic steps (ngdm, ef, ngdm-ef, sdedit, ilvr, cycle; ef/cycle need η > 0)"
+    "η of the stochastic steps (ngdm, ef, ngdm-ef, sdedit, ilvr, cycle, strokes; ef/cycle need "
+    "η > 0)"
 )
-@sampler_option("step rule (ngdm, ef, ngdm-ef, sdedit, ilvr); ef and ngdm-ef need a stochastic one")
+@sampler_option(
+    "step rule (ngdm, ef, ngdm-ef, sdedit, ilvr, strokes); ef and ngdm-ef need a stochastic one"
+)
 @click.option(
     "--skip",
     type=click.IntRange(min=0),
@@ -157,12 +161,13 @@ _BENCH = (
     "--strength",
     type=click.FloatRange(0, 1, min_open=True),
     default=None,
-    show_default=f"pixel models {_pixel('strength')} (the editing benchmark's); pipelines "
+    show_default=f"pixel models {_pixel('strength')} (the editing benchmark's), strokes "
+    f"{STROKES_EP['strength']:g} (the EP paper's hijack time, nidiff bench edge's); pipelines "
     + ", ".join(f"{m} {v:g}" for m, v in STRENGTH.items())
     + ", ngdm/ngdm-ef 1",
-    help="start level, fraction of t_max: sdedit noises to it; ngdm and ngdm-ef start their grid "
-    "at its first time ≤ s·t_max, λ's per-pixel start times below it (1: the grid's top, the "
-    "NGDM paper's); diffedit's encoding ratio",
+    help="start level, fraction of t_max: sdedit noises to it (strokes: the painting); ngdm and "
+    "ngdm-ef start their grid at its first time ≤ s·t_max, λ's per-pixel start times below it "
+    "(1: the grid's top, the NGDM paper's); diffedit's encoding ratio",
 )
 @click.option(
     "--factor",
@@ -171,6 +176,28 @@ _BENCH = (
     show_default="pixel models: the largest divisor of the side ≤ half of it (14 on the 28² "
     "models, the editing benchmark's); pipelines 4",
     help="ILVR downsampling factor (must divide the image size; Stable Diffusion: SIZE/8)",
+)
+@click.option(
+    "--clusters",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default=f"{STROKES_EP['clusters']}, nidiff bench edge's (EP paper, stroke SDEdit)",
+    help="strokes: grey levels (colours) of the k-means painting made from IMAGE",
+)
+@click.option(
+    "--stroke-blur",
+    type=click.FloatRange(0),
+    default=None,
+    show_default=f"{STROKES_EP['stroke_blur']:g}, nidiff bench edge's",
+    help="strokes: std in pixels of the Gaussian blur before k-means (0: none)",
+)
+@click.option(
+    "--painting",
+    "painting_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="strokes: your own painting (an image of IMAGE's size, read as IMAGE is) instead of the "
+    "k-means painting of IMAGE",
 )
 @click.option(
     "--map-n",
@@ -290,6 +317,12 @@ _BENCH = (
     "at latent resolution)",
 )
 @click.option(
+    "--save-painting",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="strokes: write the painting the edit started from as an image",
+)
+@click.option(
     "--resize",
     is_flag=True,
     default=False,
@@ -320,6 +353,9 @@ def edit(
     skip: int | None,
     strength: float | None,
     factor: int | None,
+    clusters: int | None,
+    stroke_blur: float | None,
+    painting_file: Path | None,
     map_n: int,
     map_strength: float,
     map_file: Path | None,
@@ -336,6 +372,7 @@ def edit(
     inversion_steps: int,
     out: Path | None,
     save_map: Path | None,
+    save_painting: Path | None,
     resize: bool,
     on_error: str,
     quiet: bool,
@@ -346,8 +383,9 @@ def edit(
     SOURCE and TARGET are class names for the bundled (class-conditional) models and text
     prompts for a Stable Diffusion pipeline directory (--model), whose methods run on VAE
     latents (maps at latent resolution) with the pipeline's own schedule. A model trained on
-    an image folder is unconditional: it takes neither, and runs sdedit, ilvr, and ngdm/ngdm-ef
-    with --map, unguided (EF reconstruction and manipulations: `nidiff invert`, `regenerate`).
+    an image folder is unconditional: it takes neither, and runs sdedit, ilvr, strokes, and
+    ngdm/ngdm-ef with --map, unguided (EF reconstruction and manipulations: `nidiff invert`,
+    `regenerate`).
 
     Batch mode: IMAGE may be a folder of images (every one edited from SOURCE to TARGET) or a
     CSV file of `image,source,target` rows (paths relative to the CSV; a header row is
@@ -370,8 +408,9 @@ def edit(
         "cross_replace": cross_replace, "self_replace": self_replace, "p2p_mode": p2p_mode,
         "reweight": _reweights(reweight), "feature_replace": feature_replace,
         "xa_guidance": xa_guidance, "noise_reg_steps": noise_reg_steps,
-        "inversion_steps": inversion_steps,
+        "inversion_steps": inversion_steps, "clusters": clusters, "stroke_blur": stroke_blur,
     }  # fmt: skip
+    _check_painting_options(method, painting_file, save_painting)
     if map_file is not None and not METHODS[method].takes_user_map:
         takers = ", ".join(n for n, m in METHODS.items() if m.takes_user_map)
         raise InputError(f"--map applies to --method {takers}, not {method}")
@@ -379,8 +418,11 @@ def edit(
         input_errors(check_skip)(skip, steps, "--skip", "--steps")
     load = {"device": device, "dtype": dtype, "size": size, "offload": offload}
     if is_batch(image):
-        if save_map is not None or map_file is not None:
-            raise InputError("--save-map and --map are for one image, not batch mode")
+        if any(p is not None for p in (save_map, map_file, painting_file, save_painting)):
+            raise InputError(
+                "--save-map, --map, --painting and --save-painting are for one image, not batch "
+                "mode"
+            )
         folder = Path("edits") if out is None else out
         rows = read_rows(image, source, target, folder, method, require=())
         run = (seed, resize, overwrite, on_error, quiet)
@@ -391,9 +433,16 @@ def edit(
     out = out if out is not None else Path(f"{image.stem}-{method}.png")
     check_image_output(out)
     check_image_output(save_map, "--save-map")
-    check_outputs([out, record_path(out), save_map], [image, map_file], overwrite)
+    check_image_output(save_painting, "--save-painting")
+    check_outputs(
+        [out, record_path(out), save_map, save_painting],
+        [image, map_file, painting_file],
+        overwrite,
+    )
     if map_file is not None:
         _check_map(map_file, image)
+    if painting_file is not None:
+        _check_painting(painting_file, image)
     m = load_cli_model(model, **load)
     _check_model(m, method)
     _check_conditions(m, method, {r for r, v in (("source", source), ("target", target)) if v},
@@ -403,12 +452,15 @@ def edit(
     model_grid(m, opts["steps"], grid_shift)  # a grid that cannot be: exit 2 before any work
     x0 = m.load_image(image, resize)
     user_map = None if map_file is None else m.load_mask(map_file, resize)
+    painting = None if painting_file is None else m.load_image(painting_file, resize)
     src, tgt = m.conditions(source, target)
     conds = (source, target, src, tgt)
     maps = (save_map, map_file, user_map)
+    paint = (save_painting, painting_file, painting)
     calls = opts["steps"] * (1 + METHODS[method].inverts)  # an estimate; the bar ends at the count
     with progress_bar(calls, f"edit {method}", quiet, unit="call") as bar:
-        nfe = _edit_one(m, x0, conds, out, maps, method, seed, opts, started, {}, bar.update)
+        nfe = _edit_one(m, x0, conds, out, maps, method, seed, opts, started, {}, bar.update,
+                        paint)  # fmt: skip
     click.echo(f"wrote {out} ({method}, {nfe} model calls)")
 
 
@@ -467,7 +519,35 @@ def resolve_options(m: LoadedCli, method: str, given: dict[str, Any]) -> dict[st
         side = m.size // m.factor
         frac = defaults.get("factor_frac")
         opts["factor"] = 4 if frac is None else default_factor(side, frac)
+    for name in ("clusters", "stroke_blur"):  # strokes: nidiff bench edge's (STROKES_EP)
+        if opts.get(name) is None:
+            opts[name] = defaults.get(name, STROKES_EP[name])
     return opts
+
+
+def _check_painting_options(method: str, painting: Path | None, save: Path | None) -> None:
+    """``--painting`` and ``--save-painting`` are for ``strokes``; a given painting takes no
+    ``--clusters`` or ``--stroke-blur`` (they make the painting from IMAGE)."""
+    for flag, value in (("--painting", painting), ("--save-painting", save)):
+        if value is not None and method != "strokes":
+            raise InputError(f"{flag} applies to --method strokes, not {method}")
+    made = [f"--{n.replace('_', '-')}" for n in ("clusters", "stroke_blur") if option_given(n)]
+    if painting is not None and made:
+        raise InputError(
+            f"{' and '.join(made)} {'make' if len(made) > 1 else 'makes'} the painting from "
+            f"IMAGE; with --painting {painting} "
+            "there is none to make (leave them out)"
+        )
+
+
+def _check_painting(path: Path, image: Path) -> None:
+    """``--painting`` must be an image of IMAGE's size (it is read, and resized, as IMAGE is)."""
+    (pw, ph), (iw, ih) = check_image_file(path), check_image_file(image)
+    if (pw, ph) != (iw, ih):
+        raise InputError(
+            f"--painting {path} is {pw}×{ph}, IMAGE {image} is {iw}×{ih}: a painting must have "
+            "the image's size"
+        )
 
 
 def _check_map(path: Path, image: Path) -> None:
@@ -481,31 +561,39 @@ def _check_map(path: Path, image: Path) -> None:
         )
 
 
-def _edit_one(m, x0, conds, out, maps, method, seed, opts, started, row, tick=None) -> int:
-    """Edit one image, write it (and its map) and its record; returns the model calls
-    (``tick(calls)`` after each model call).
+def _edit_one(
+    m, x0, conds, out, maps, method, seed, opts, started, row, tick=None, paint=(None,) * 3
+) -> int:
+    """Edit one image, write it (and its map or painting) and its record; returns the model
+    calls (``tick(calls)`` after each model call).
 
     ``conds`` is ``(source, target, source_cond, target_cond)``: names and model conditions;
     ``maps`` is ``(save_map, map_file, user_map)``: where λ goes, the ``--map`` file and the
-    map read from it (or ``None``s).
+    map read from it (or ``None``s); ``paint`` the same for strokes' painting
+    (``--save-painting``, ``--painting`` and the painting read from it).
     """
     from ..imageio import save_image
 
     source, target, src, tgt = conds
     save_map, map_file, user_map = maps
+    save_painting, painting_file, painting = paint
     res, extra_nfe = run_method(
         m, x0, method, src, tgt, seed=seed, names=(source, target), user_map=user_map,
-        tick=None if tick is None else lambda calls: tick(1), **opts,
+        painting=painting, tick=None if tick is None else lambda calls: tick(1), **opts,
     )  # fmt: skip
     save_image(m.to_image(res.x0)[0].clamp(-1, 1), out)
     if save_map is not None:
         save_image(res.lam[0][:1].float() * 2 - 1, save_map)
+    if save_painting is not None:
+        save_image(m.to_image(res.painting)[0].clamp(-1, 1), save_painting)
     write_record(
         out, "edit", started, seed=seed, method=method, info=res.info,
         nfe=res.nfe + extra_nfe, resolved=opts, model=m.describe(), row=row,
         **m.condition_record("source", source, src), **m.condition_record("target", target, tgt),
-        outputs={"image": str(out), "map": None if save_map is None else str(save_map)},
+        outputs={"image": str(out), "map": None if save_map is None else str(save_map),
+                 "painting": None if save_painting is None else str(save_painting)},
         map=None if map_file is None else str(map_file),
+        painting=None if painting_file is None else str(painting_file),
     )  # fmt: skip
     return res.nfe + extra_nfe
 

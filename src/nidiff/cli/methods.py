@@ -38,13 +38,15 @@ def run_method(
     seed: int,
     names: tuple[str | None, str | None] = (None, None),
     user_map: Tensor | None = None,
+    painting: Tensor | None = None,
     tick: Callable[[int], None] | None = None,
     **opts: Any,
 ) -> tuple[Any, int]:
     """Run ``method`` on ``x0`` with :class:`EditOptions` ``opts``; returns its ``EditResult``
     and the model calls spent outside it. ``names`` are the source and target prompts (what
     ``src``/``tgt`` encode; Prompt-to-Prompt aligns their words); ``user_map`` a change map for
-    the NGDM methods (``--map``). Every random draw comes from one generator seeded with
+    the NGDM methods (``--map``); ``painting`` a stroke painting for ``strokes``
+    (``--painting``). Every random draw comes from one generator seeded with
     ``seed`` on the model's device; the grid is the model's own (shifted by ``grid_shift``).
     ``tick(calls)`` runs after every model call (a progress bar)."""
     from .common import model_grid
@@ -53,5 +55,5 @@ def run_method(
     g = torch.Generator(device=m.device).manual_seed(seed)
     grid = model_grid(m, o.steps, o.grid_shift)
     space = m.space if tick is None else CountedSpace(m.space, tick)
-    call = EditCall(space, x0, src, tgt, grid, g, o, names, user_map)
+    call = EditCall(space, x0, src, tgt, grid, g, o, names, user_map, painting)
     return METHODS[method].run(call)

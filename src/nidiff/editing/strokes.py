@@ -141,9 +141,9 @@ def stroke_edit(
             starts at the first grid time :math:`\le h\,t_{max}`).
 
     Returns:
-        :class:`EditResult`: the edit ``x0``; ``info`` holds SDEdit's record with
-        ``method = "strokes"``, ``clusters``, ``blur`` and ``painting_seed`` (the last two
-        ``None`` for a given painting).
+        :class:`EditResult`: the edit ``x0`` and the ``painting`` it started from; ``info``
+        holds SDEdit's record with ``method = "strokes"``, ``clusters``, ``blur`` and
+        ``painting_seed`` (the last two ``None`` for a given painting).
 
     Raises:
         ValueError: ``clusters < 0``, ``blur < 0``, or any error of SDEdit.
@@ -168,4 +168,4 @@ def stroke_edit(
         "blur": float(blur) if made else None,
         "painting_seed": int(painting_seed) if made else None,
     }
-    return EditResult(x0=res.x0, nfe=res.nfe, info=info)
+    return EditResult(x0=res.x0, nfe=res.nfe, info=info, painting=painting)
