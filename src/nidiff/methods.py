@@ -189,7 +189,7 @@ class MethodInfo:
         options: the :class:`EditOptions` that apply (besides ``steps`` and ``guidance``).
         has_map: returns a λ map or mask (``--save-map``). inverts: inverts, then regenerates
             after ``skip`` steps. text_only: needs a text-to-image latent model, ``needs`` says
-            which (for messages).
+            which (for messages); pixel_only: runs on pixel models only (``check`` says why).
         conditions: which of source and target it uses. With ``"source"`` the edit *is* the
             change from the source to the target (an inversion under the source, a map or mask
             of their difference), so it needs a class- or text-conditional model; without it the
@@ -207,6 +207,7 @@ class MethodInfo:
     has_map: bool = False
     inverts: bool = False
     text_only: bool = False
+    pixel_only: bool = False
     conditions: tuple[str, ...] = ("source", "target")
     check: Callable[[Any, str, str, EditOptions], None] | None = None
     needs: str = "a text-to-image pipeline (--model DIR)"
@@ -591,7 +592,7 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("strokes", "Strokes", "SDEdit from a stroke painting (k-means of the image, or "
                    "--painting FILE)", "EP paper Sec. 5; Meng et al. 2022", _strokes,
                    _STEP | {"strength", "clusters", "stroke_blur"}, conditions=("target",),
-                   check=_pixel_check),
+                   pixel_only=True, check=_pixel_check),
     )
 }  # fmt: skip
 

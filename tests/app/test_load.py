@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 from studio_server import EXAMPLES, edit_args, fields, start_server
 
+from nidiff.app.fields import validate
 from nidiff.app.methods import edit_options
 
 CLIENTS = 8
@@ -54,7 +55,7 @@ def expected(example: str, source: str, target: str, method: str, seed: int) -> 
     m = load_cli_model("default", device="cpu")
     x0 = m.load_image(EXAMPLES / example, True)
     src, tgt = m.conditions(source, target)
-    opts = edit_options(method, fields(seed=seed))
+    opts = edit_options(method, validate(fields(seed=seed)))
     res, _ = run_method(m, x0, method, src, tgt, seed=seed, **opts)
     return to_uint8(m.to_image(res.x0)[0].clamp(-1, 1)).numpy()[0].astype(int)
 

@@ -103,7 +103,7 @@ def test_studio_defaults_are_the_clis(studio):
         given = {k: ctx.params[k] for k in OPTION_NAMES if k in ctx.params}
         for name in available(False):
             cli = resolve_options(studio.m, name, given)
-            page = edit_options(name, studio.defaults)
+            page = edit_options(name, app_fields.validate(studio.defaults))
             options = {"steps", "guidance"} | (
                 METHODS[name].options & {"skip", "strength", "factor"}
             )
@@ -142,8 +142,10 @@ def test_methods_come_from_the_one_registry():
 
     assert CLI_METHODS is METHODS
     assert available(False) == [n for n, m in METHODS.items() if not m.text_only]
-    assert available(True) == list(METHODS) and set(METHODS) >= SEED_FIXED
-    opts = edit_options("sdedit", fields(sdedit_strength=0.7))
+    assert available(True) == [n for n, m in METHODS.items() if not m.pixel_only]
+    assert "strokes" in available(False) and "strokes" not in available(True)
+    assert set(METHODS) >= SEED_FIXED
+    opts = edit_options("sdedit", app_fields.validate(fields(sdedit_strength=0.7)))
     assert opts["strength"] == 0.7 and opts["steps"] == STEPS
 
 
@@ -200,15 +202,33 @@ def test_invert_once_edit_many(studio):
     assert studio.edit("other", SNEAKER, ["ef"], fields()).inversion["reused"] is False
 
 
+def test_sampler_field(studio):
+    """The page's sampler is ``nidiff edit --sampler``: a DPM-Solver++ SDE inversion is its
+    own cache entry and reconstructs exactly; a rule the model cannot run is one sentence."""
+    f = {x.name: x for x in app_fields.fields()}["sampler"]
+    assert f.choices[0] == app_fields.OWN and f.check(app_fields.OWN) is None
+    assert studio.defaults["sampler"] == app_fields.OWN
+    own = studio.edit("sampler", SNEAKER, ["ef"], fields())
+    sde = studio.edit("sampler", SNEAKER, ["ef"], fields(sampler="dpm++2m-sde"))
+    assert sde.inversion["reused"] is False and sde.inversions_made == 2
+    assert sde.inversion["error"] < 1e-4
+    assert sde.results[0].record["resolved"]["sampler"] == "dpm++2m-sde"
+    assert not torch.equal(own.results[0].image, sde.results[0].image)
+    with pytest.raises(ValueError, match="langevin") as err:
+        studio.edit("sampler", SNEAKER, ["ef"], fields(sampler="langevin"))
+    assert "\n" not in message_of(err.value, studio.root)
+
+
 def test_edits_are_the_cli_methods(studio, model):
     from nidiff.cli.methods import run_method
 
     x0 = model.load_image(EXAMPLES / "sneaker-0.png", True)
     src, tgt = model.conditions("sneaker", "sandal")
-    out = studio.edit("s", SNEAKER, ["ngdm", "ef", "sdedit"], fields(seed=3))
+    out = studio.edit("s", SNEAKER, ["ngdm", "ef", "sdedit", "strokes"], fields(seed=3))
     for r in out.results:
         res, _ = run_method(model, x0, r.record["method"], src, tgt, seed=3,
-                            **edit_options(r.record["method"], fields(seed=3)))  # fmt: skip
+                            **edit_options(r.record["method"],
+                                           app_fields.validate(fields(seed=3))))  # fmt: skip
         assert torch.equal(r.image, res.x0[0].clamp(-1, 1)), r.caption
 
 

@@ -146,7 +146,8 @@ def parameters(studio: Studio) -> dict[str, Any]:
             if f.kind is bool:
                 out[f.name] = gr.Checkbox(value=d[f.name], **kw)
             elif f.kind is str:
-                out[f.name] = gr.Radio(list(f.choices), value=d[f.name], **kw)
+                kind = gr.Radio if len(f.choices) <= 4 else gr.Dropdown
+                out[f.name] = kind(list(f.choices), value=d[f.name], **kw)
             elif f.name == "seed":
                 out[f.name] = gr.Number(
                     value=d[f.name], precision=0, minimum=f.lo, maximum=f.hi, **kw

@@ -31,11 +31,11 @@ from typing import Any
 
 import click
 
-from ..methods import METHODS, method_defaults
+from ..methods import METHODS, EditOptions, method_defaults
 from .limits import LIMITS, Limits
 
 __all__ = [
-    "FROM_CLI", "PER_METHOD", "SKIP_FIELDS", "Field", "defaults", "fields", "follow_steps",
+    "FROM_CLI", "OWN", "PER_METHOD", "SKIP_FIELDS", "Field", "defaults", "fields", "follow_steps",
     "option_field", "validate",
 ]  # fmt: skip
 
@@ -78,10 +78,13 @@ FROM_CLI: dict[str, tuple[str, str]] = {
         name: (option, f"{METHODS[method].label} {option}")
         for name, (method, option) in PER_METHOD.items()
     },
+    "sampler": ("sampler", "sampler"),
     "map_n": ("map_n", "map draws"),
     "map_strength": ("map_strength", "map noise level"),
     "map_mode": ("map_mode", "painted map"),
     "threshold": ("threshold", "DiffEdit threshold"),
+    "clusters": ("clusters", "strokes: painting's grey levels"),
+    "stroke_blur": ("stroke_blur", "strokes: blur before k-means"),
     "preserve": ("preserve", "preserve (NGDM)"),
     "cross_replace": ("cross_replace", "P2P cross-attention"),
     "self_replace": ("self_replace", "P2P self-attention"),
@@ -89,6 +92,9 @@ FROM_CLI: dict[str, tuple[str, str]] = {
 }
 #: The fields that count skipped steps (``nidiff edit``'s ``--skip``): they follow ``steps``.
 SKIP_FIELDS = tuple(name for name, (option, _) in FROM_CLI.items() if option == "skip")
+#: The choice that stands for a command-line default of ``None`` (``--sampler``: the model's
+#: own rule); :func:`validate` gives ``None`` for it.
+OWN = "model's own"
 #: The largest seed a browser's number field carries exactly (JavaScript numbers).
 MAX_SEED = 2**31 - 1
 
@@ -115,6 +121,8 @@ class Field:
                 raise ValueError(f"{self.label} must be true or false, not {value!r}")
             return value
         if self.kind is str:
+            if value == OWN and OWN in self.choices:
+                return None
             if value not in self.choices:
                 raise ValueError(f"{self.label} must be one of {', '.join(self.choices)}")
             return value
@@ -144,7 +152,9 @@ def fields(limits: Limits = LIMITS) -> tuple[Field, ...]:
         "skip": limits.max_steps - 1,
         "seed": MAX_SEED,
         "map_n": limits.max_map_n,
-        "factor": 64,
+        "factor": 64,  # the slider's top: the command line has none
+        "clusters": 32,
+        "stroke_blur": 8.0,
     }
     out = []
     for name, (option, label) in FROM_CLI.items():
@@ -154,7 +164,9 @@ def fields(limits: Limits = LIMITS) -> tuple[Field, ...]:
         if getattr(p, "is_flag", False):
             out.append(Field(name, label, bool, info=info))
         elif isinstance(p.type, click.Choice):
-            out.append(Field(name, label, str, choices=tuple(p.type.choices), info=info))
+            own = (OWN,) if p.default is None else ()
+            choices = own + tuple(p.type.choices)
+            out.append(Field(name, label, str, choices=choices, info=info))
         else:
             kind = int if isinstance(p.type, click.IntRange) else float
             hi = min(x for x in (p.type.max, cap) if x is not None)
@@ -189,6 +201,9 @@ def defaults(
 
     cli = {p.name: p.default for p in edit.params}
     values = {name: cli[option] for name, (option, _) in FROM_CLI.items()}
+    for f in fields():
+        if f.kind is str and values[f.name] is None:  # the command line's None: OWN
+            values[f.name] = OWN
     shared = model_defaults("ef")
     for name in ("steps", "eta", "guidance", "source_guidance"):
         values[name] = shared.get(name, values[name])
@@ -203,6 +218,11 @@ def defaults(
     values["skip"] = resolved(shared, "skip")
     for name, (method, option) in PER_METHOD.items():
         values[name] = resolved(model_defaults(method), option)
+    for name, (option, _) in FROM_CLI.items():
+        if values[name] is None:  # a method's own option: the default of the methods reading
+            readers = [model_defaults(m) for m, spec in METHODS.items() if option in spec.options]
+            own = (d[option] for d in readers if option in d)  # it, else EditOptions' own
+            values[name] = next(own, getattr(EditOptions(), option))
     return values
 
 

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..methods import METHODS, OPTION_NAMES, EditCall, EditOptions
 from ..models.space import CountedSpace, CountingDenoiser
+from ..samplers.registry import takes_eta
 
 __all__ = [
     "SEED_FIXED",
@@ -62,8 +63,8 @@ def stochastic(name: str) -> bool:
 
 def available(text_model: bool) -> list[str]:
     """The methods a model can run, in the registry's order (text-only ones need a text
-    model)."""
-    return [n for n, m in METHODS.items() if text_model or not m.text_only]
+    model, pixel-only ones a pixel model)."""
+    return [n for n, m in METHODS.items() if not (m.pixel_only if text_model else m.text_only)]
 
 
 def takes_map(name: str) -> bool:
@@ -79,6 +80,8 @@ def edit_options(method: str, p: dict[str, Any]) -> dict[str, Any]:
     from .fields import PER_METHOD, option_field
 
     opts = {name: p[name] for name in OPTION_NAMES if name in p}
+    if not takes_eta(opts.get("sampler")):  # the page always sends η; nidiff edit leaves it
+        opts["eta"] = None  # out for such a sampler unless given
     for option in {o for _, o in PER_METHOD.values()}:
         name = option_field(method, option)
         if name in p:

@@ -260,15 +260,15 @@ class Studio:
         from ..inversion import edit_friendly_regenerate
 
         src = json.dumps(self.m.condition_record("source", prep.source, prep.src))
+        opts = edit_options("ef", p)
         key = InversionKey(
-            prep.digest, self.m.name, src, p["steps"], seed, p["source_guidance"], p["eta"],
-            p.get("sampler"),
+            prep.digest, self.m.name, src, p["steps"], seed, p["source_guidance"], opts["eta"],
+            opts.get("sampler"),
         )  # fmt: skip
         reused = key in session.cache
 
         def make() -> CachedInversion:
             before = counted.calls
-            opts = edit_options("ef", p)
             inv = new_call(self.m, counted, prep.x0, (prep.src, None), seed, opts).ef_invert()
             back = edit_friendly_regenerate(
                 counted.denoiser, inv, counted.process, null_cond=counted.null_cond()

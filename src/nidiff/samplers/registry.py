@@ -34,6 +34,7 @@ __all__ = [
     "default_sampler",
     "pixel_sampling_rule",
     "rule_spec",
+    "takes_eta",
 ]
 
 
@@ -193,6 +194,12 @@ def build_rule(name: str, process: Process, **options: Any) -> Any:
         raise ValueError(f"sampler {name!r} on {process.schedule!r}: {err}") from None
 
 
+def takes_eta(name: str | None) -> bool:
+    """Whether ``--eta`` applies to sampler ``name`` (``None``: the process's own rule, which
+    takes one)."""
+    return name is None or "eta" in dict(SAMPLERS.get(name, SAMPLERS["ddpm"]).options)
+
+
 def choose_rule(process: Process, name: str | None = None, *, eta: float | None = None) -> Any:
     """The rule a command runs: sampler ``name`` (with ``eta`` if given, for the samplers that
     take one), or without a name the process's own rule with ``eta`` (default 1: DDPM).
@@ -205,8 +212,8 @@ def choose_rule(process: Process, name: str | None = None, *, eta: float | None 
         return default_rule(process, 1.0 if eta is None else eta)
     if eta is None:
         return build_rule(name, process)
-    if "eta" not in dict(SAMPLERS.get(name, SAMPLERS["ddpm"]).options):
-        takers = [n for n, s in SAMPLERS.items() if "eta" in dict(s.options)]
+    if not takes_eta(name):
+        takers = [n for n in SAMPLERS if takes_eta(n)]
         raise ValueError(
             f"--eta does not apply to --sampler {name}; samplers with an eta: {', '.join(takers)}"
         )
