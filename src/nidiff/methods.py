@@ -14,7 +14,8 @@ error, not a silent no-op) and runs it on a :class:`~nidiff.models.space.ModelSp
 defaults chosen from the editing benchmark (:data:`PIXEL_DEFAULTS`), the papers' settings for
 latent text-to-image models, and :func:`method_defaults`, which resolves them.
 
-**Adding a method**: write ``def _name(c: EditCall) -> tuple[EditResult, int]`` and add a row to
+**Adding a method**: write ``def run_name(c: EditCall) -> tuple[EditResult, int]`` (and a
+check, if its input can be refused up front) in :mod:`nidiff.method_runs` and add a row to
 :data:`METHODS`; ``--method`` choices, its help, the option checks and the benchmarks' lists
 follow from the table.
 """
@@ -43,6 +44,27 @@ from .defaults import (
     ZERO_SHOT_PAPER,
     default_factor,
     method_defaults,
+)
+from .method_runs import (
+    check_flow,
+    check_p2p,
+    check_pixels,
+    check_pnp,
+    check_zero_shot,
+    run_cycle,
+    run_ddim,
+    run_diffedit,
+    run_ef,
+    run_flowedit,
+    run_ilvr,
+    run_ngdm,
+    run_ngdm_ef,
+    run_p2p,
+    run_pnp,
+    run_sdedit,
+    run_strokes,
+    run_zero_shot,
+    run_zero_shot_ddim,
 )
 
 __all__ = [
@@ -233,306 +255,6 @@ class MethodInfo:
         return self.conditions
 
 
-def _snr_start(c: EditCall) -> int:
-    """``1`` when the grid starts where the SNR is 0 (rectified flow's ``t = 1``), else ``0``.
-
-    NGDM's power rule maps every λ > 0 at a time of SNR 0 to that time itself
-    (``docs/schedules-and-solvers.md``), so NGDM there would start every pixel with λ > 0 from
-    pure noise; the NGDM methods start at the next, noisiest time of positive SNR instead."""
-    t0 = c.grid.t[0]
-    return int(float(c.space.process.schedule.log_snr(t0)) == float("-inf"))
-
-
-def _ngdm_start(c: EditCall) -> int:
-    """Where the NGDM methods' grid starts: the first time <= ``strength``·t_max (as SDEdit; 1:
-    the grid's top, the paper's), and never at a time of SNR 0 (:func:`_snr_start`). λ's
-    per-pixel start times lie under that time (NGDM eq. 9 with T the grid's first time)."""
-    from .editing.sdedit import start_index
-
-    k = start_index(c.grid, c.options.strength, c.space.process.schedule.t_max)
-    return max(k, _snr_start(c))
-
-
-def _tail(inv: Any, k: int) -> Any:
-    """The steps ``k ..`` of an in-memory edit-friendly inversion (from its state at
-    ``grid.t[k]``, with its history there)."""
-    from dataclasses import replace
-
-    if k == 0:
-        return inv
-    return replace(
-        inv, x_T=inv.xs[k], zs=list(inv.zs[k:]), grid=inv.grid[k:], xs=list(inv.xs[k:]),
-        states=None if inv.states is None else list(inv.states[k:]),
-    )  # fmt: skip
-
-
-def _ngdm(c: EditCall) -> tuple[Any, int]:
-    from .editing import ngdm
-
-    s, o = c.space, c.options
-    lam, nfe = c.lam()
-    res = ngdm(
-        s.denoiser, c.x0, s.process, c.grid[_ngdm_start(c) :], lam, cond=c.target,
-        rule=c.rule(), generator=c.generator, preserve=o.preserve, **c.guide,
-    )  # fmt: skip
-    return res, nfe
-
-
-def _ngdm_ef(c: EditCall) -> tuple[Any, int]:
-    from .editing import ngdm_edit_friendly
-
-    s = c.space
-    lam, nfe = c.lam()
-    inv = c.ef_invert()
-    res = ngdm_edit_friendly(
-        s.denoiser, _tail(inv, _ngdm_start(c)), s.process, lam, cond=c.target,
-        preserve=c.options.preserve, **c.guide,
-    )  # fmt: skip
-    return res, nfe + len(c.grid)
-
-
-def _ef(c: EditCall) -> tuple[Any, int]:
-    from .inversion import edit_friendly_regenerate
-
-    s, inv = c.space, c.ef_invert()
-    res = edit_friendly_regenerate(
-        s.denoiser, inv, s.process, cond=c.target, skip=c.options.skip, **c.guide
-    )
-    return res, len(c.grid)
-
-
-def _cycle(c: EditCall) -> tuple[Any, int]:
-    from .inversion import cycle_edit, cycle_invert
-
-    s, o = c.space, c.options
-    inv = cycle_invert(
-        s.denoiser, c.x0, s.process, c.grid, cond=c.source, eta=o.eta, generator=c.generator,
-        **c.src_guide,
-    )  # fmt: skip
-    res = cycle_edit(s.denoiser, inv, s.process, cond=c.target, skip=o.skip, **c.guide)
-    return res, len(c.grid)
-
-
-def _ddim(c: EditCall) -> tuple[Any, int]:
-    from .inversion import ddim_edit, ddim_invert
-
-    s = c.space
-    inv = ddim_invert(s.denoiser, c.x0, s.process, c.grid, cond=c.source, **c.src_guide)
-    res = ddim_edit(s.denoiser, inv, s.process, cond=c.target, skip=c.options.skip, **c.guide)
-    return res, inv.nfe
-
-
-def _sdedit(c: EditCall) -> tuple[Any, int]:
-    from .editing import sdedit
-
-    s, o = c.space, c.options
-    res = sdedit(
-        s.denoiser, c.x0, s.process, c.grid, strength=o.strength, cond=c.target, rule=c.rule(),
-        generator=c.generator, **c.guide,
-    )  # fmt: skip
-    return res, 0
-
-
-def _ilvr(c: EditCall) -> tuple[Any, int]:
-    from .editing import ilvr
-
-    s, o = c.space, c.options
-    res = ilvr(
-        s.denoiser, c.x0, s.process, c.grid, factor=o.factor, cond=c.target, rule=c.rule(),
-        generator=c.generator, **c.guide,
-    )  # fmt: skip
-    return res, 0
-
-
-def _diffedit(c: EditCall) -> tuple[Any, int]:
-    from .editing import diffedit
-
-    s, o = c.space, c.options
-    res = diffedit(
-        s.denoiser, c.x0, s.process, c.grid, source_cond=c.source, target_cond=c.target,
-        strength=o.strength, mask_strength=o.map_strength, mask_n=o.map_n,
-        mask_threshold=o.threshold, generator=c.generator, **c.guide,
-    )  # fmt: skip
-    return res, 0
-
-
-def _flowedit(c: EditCall) -> tuple[Any, int]:
-    from .editing.flowedit import flowedit
-
-    s, o = c.space, c.options
-    res = flowedit(
-        s.denoiser, c.x0, s.process, c.grid, source_cond=c.source, target_cond=c.target,
-        source_guidance=o.source_guidance, guidance=o.guidance, null_cond=s.null_cond(),
-        skip=o.skip, generator=c.generator,
-    )  # fmt: skip
-    return res, 0
-
-
-def _flow_check(space: Any, source: str, target: str, o: EditOptions) -> None:
-    """FlowEdit needs a rectified-flow velocity model (SD3, FLUX)."""
-    from .schedule import RectifiedFlow
-
-    if not isinstance(space.process.schedule, RectifiedFlow):
-        family = getattr(space, "family", "a pixel model")
-        raise ValueError(
-            "--method flowedit follows a rectified-flow velocity field: it runs on sd3 and flux "
-            f"pipelines, not on {family}"
-        )
-
-
-def _p2p(c: EditCall) -> tuple[Any, int]:
-    from .editing import p2p_edit_friendly
-
-    o = c.options
-    source, target = c.prompts
-    res = p2p_edit_friendly(
-        c.space, c.x0, source, target, grid=c.grid, skip=o.skip,
-        source_guidance=o.source_guidance, guidance=o.guidance, eta=o.eta,
-        cross_replace=o.cross_replace, self_replace=o.self_replace, mode=o.p2p_mode,
-        reweight=dict(o.reweight) or None, generator=c.generator,
-    )  # fmt: skip
-    return res, 0  # res.nfe already counts the inversion
-
-
-def _p2p_check(space: Any, source: str, target: str, o: EditOptions) -> None:
-    """The model must have UNet cross-attention processors (SD 1.x/2.x), the prompts must align
-    in ``p2p_mode`` and every re-weighted word be in the target."""
-    from .editing import p2p_token_map
-    from .models.attention import token_weights
-    from .models.families import FAMILIES
-
-    family = FAMILIES.get(getattr(space, "family", "sd"))
-    if family is not None and not family.attention_control:
-        able = ", ".join(f.name for f in FAMILIES.values() if f.attention_control)
-        raise ValueError(
-            f"--method p2p controls a UNet's cross-attention processors (Prompt-to-Prompt): it "
-            f"runs on {able} pipelines, not on {family.name} ({family.label})"
-        )
-
-    p2p_token_map(space, source, target, o.p2p_mode)
-    if o.reweight:
-        token_weights(space.tokenizer, target, dict(o.reweight))
-
-
-def _attention_family(space: Any, method: str, what: str) -> None:
-    """The model must be a family whose UNet attention nidiff controls (SD 1.x/2.x)."""
-    from .models.families import FAMILIES
-
-    family = FAMILIES.get(getattr(space, "family", "sd"))
-    if family is not None and not family.attention_control:
-        able = ", ".join(f.name for f in FAMILIES.values() if f.attention_control)
-        raise ValueError(
-            f"--method {method} {what}: it runs on {able} pipelines, not on {family.name} "
-            f"({family.label})"
-        )
-
-
-def _zero_shot_check(method: str) -> Callable[[Any, str, str, EditOptions], None]:
-    """Zero-Shot needs an SD 1.x/2.x UNet with cross-attention layers."""
-
-    def check(space: Any, source: str, target: str, o: EditOptions) -> None:
-        from .editing.zero_shot import check_cross_attention
-
-        _attention_family(space, method, "guides a UNet's cross-attention maps (Zero-Shot I2I)")
-        try:
-            check_cross_attention(space.unet)
-        except ValueError as err:
-            raise ValueError(f"--method {method}: {err}") from None
-
-    return check
-
-
-def _pnp_check(method: str) -> Callable[[Any, str, str, EditOptions], None]:
-    """PnP needs an SD 1.x/2.x UNet with its feature block and decoder self-attention."""
-
-    def check(space: Any, source: str, target: str, o: EditOptions) -> None:
-        from .editing.pnp import pnp_layers
-
-        _attention_family(space, method, "injects a UNet's features and self-attention (PnP)")
-        try:
-            pnp_layers(space.unet, o.self_replace > 0)
-        except ValueError as err:
-            raise ValueError(f"--method {method}: {err}") from None
-
-    return check
-
-
-def _xa(c: EditCall, paper: dict[str, Any]) -> float:
-    o = c.options
-    return paper["xa_guidance"] if o.xa_guidance is None else float(o.xa_guidance)
-
-
-def _zero_shot(c: EditCall) -> tuple[Any, int]:
-    """Zero-Shot + EF: the call's edit-friendly inversion (the studio's cached one), then the
-    guided regeneration with the direction ``target - source``."""
-    from .editing import zero_shot_edit
-
-    res = zero_shot_edit(
-        c.space, c.ef_invert(), source_cond=c.source, target_cond=c.target, skip=c.options.skip,
-        guidance=c.options.guidance, xa_guidance=_xa(c, ZERO_SHOT_PAPER),
-    )  # fmt: skip
-    return res, len(c.grid)
-
-
-def _zero_shot_ddim(c: EditCall) -> tuple[Any, int]:
-    from .editing import zero_shot_edit
-
-    o = c.options
-    res = zero_shot_edit(
-        c.space, c.x0, source_cond=c.source, target_cond=c.target, inversion="ddim",
-        grid=c.grid, skip=o.skip, source_guidance=o.source_guidance, guidance=o.guidance,
-        xa_guidance=_xa(c, ZERO_SHOT_DDIM_PAPER), noise_reg_steps=o.noise_reg_steps,
-        generator=c.generator,
-    )  # fmt: skip
-    return res, 0  # res.nfe counts the inversion
-
-
-def _pnp(c: EditCall, inversion: str) -> tuple[Any, int]:
-    from .editing import pnp_edit
-
-    o = c.options
-    step = {"eta": o.eta, "rule": c.rule()} if inversion == "ef" else {}
-    res = pnp_edit(
-        c.space, c.x0, source_cond=c.source, target_cond=c.target, inversion=inversion,
-        grid=c.grid, skip=o.skip, source_guidance=o.source_guidance, guidance=o.guidance,
-        feature_replace=o.feature_replace, self_replace=o.self_replace,
-        inversion_steps=o.inversion_steps, generator=c.generator, **step,
-    )  # fmt: skip
-    return res, 0  # res.nfe counts the inversion
-
-
-def _strokes(c: EditCall) -> tuple[Any, int]:
-    """SDEdit of a stroke painting: the user's (:attr:`EditCall.painting`), or the k-means
-    painting of ``x0`` (``clusters`` grey levels after a pre-blur of std ``stroke_blur``,
-    k-means++ seeded with the edit generator's seed)."""
-    from .editing.strokes import stroke_edit
-
-    s, o = c.space, c.options
-    given = c.painting is not None
-    res = stroke_edit(
-        s.denoiser, c.painting if given else c.x0, s.process, c.grid, strength=o.strength,
-        clusters=0 if given else o.clusters, blur=o.stroke_blur,
-        painting_seed=c.generator.initial_seed(), cond=c.target, rule=c.rule(),
-        generator=c.generator, **c.guide,
-    )  # fmt: skip
-    return res, 0
-
-
-def _pixel_check(space: Any, source: str, target: str, o: EditOptions) -> None:
-    """Stroke paintings are made of, and noised in, a pixel model's own pixels."""
-    if getattr(space, "factor", 1) != 1:
-        from .models.families import FAMILIES
-
-        family = FAMILIES.get(getattr(space, "family", None))
-        what = (f"{family.name} pipelines ({family.label})" if family is not None
-                else "a model of VAE latents (nidiff train --vae)")  # fmt: skip
-        raise ValueError(
-            "--method strokes paints the image's pixels (k-means grey levels or colours) and "
-            "noises the painting with the model's pixel-space forward process: it runs on "
-            f"nidiff's pixel models (e.g. --model default, fashion-edge), not on {what}"
-        )
-
-
 _MAP = frozenset({"map_n", "map_strength"})
 _USER_MAP = frozenset({"map_mode"})  # the NGDM methods take a user's map (EditCall.user_map)
 #: How a user's map enters NGDM's λ: instead of the weighting map, or multiplied with it.
@@ -547,52 +269,53 @@ METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in (
         MethodInfo("ngdm", "NGDM", "per-pixel start times (NGDM Alg. 1)", "NGDM Alg. 1, Sec. 3.4",
-                   _ngdm, _MAP | _USER_MAP | _STEP | {"preserve", "strength"}, has_map=True),
-        MethodInfo("ef", "EF", "edit-friendly inversion", "EF Alg. 1, Sec. 4", _ef, _INVERT,
+                   run_ngdm, _MAP | _USER_MAP | _STEP | {"preserve", "strength"}, has_map=True),
+        MethodInfo("ef", "EF", "edit-friendly inversion", "EF Alg. 1, Sec. 4", run_ef, _INVERT,
                    inverts=True),
         MethodInfo("ngdm-ef", "NGDM+EF", "both", "nidiff: NGDM's start times on EF maps",
-                   _ngdm_ef, _MAP | _USER_MAP | _STEP | {"source_guidance", "preserve", "strength"},
+                   run_ngdm_ef,
+                   _MAP | _USER_MAP | _STEP | {"source_guidance", "preserve", "strength"},
                    has_map=True, inverts=True),
-        MethodInfo("sdedit", "SDEdit", "", "Meng et al. 2022", _sdedit, _STEP | {"strength"},
+        MethodInfo("sdedit", "SDEdit", "", "Meng et al. 2022", run_sdedit, _STEP | {"strength"},
                    conditions=("target",)),
-        MethodInfo("ilvr", "ILVR", "", "Choi et al. 2021", _ilvr, _STEP | {"factor"},
+        MethodInfo("ilvr", "ILVR", "", "Choi et al. 2021", run_ilvr, _STEP | {"factor"},
                    conditions=("target",)),
-        MethodInfo("ddim", "DDIM inv.", "DDIM inversion", "EF Table 1 baseline", _ddim,
+        MethodInfo("ddim", "DDIM inv.", "DDIM inversion", "EF Table 1 baseline", run_ddim,
                    frozenset({"source_guidance", "skip"}), inverts=True),
-        MethodInfo("cycle", "CycleDiff.", "CycleDiffusion", "Wu & De la Torre 2023", _cycle,
+        MethodInfo("cycle", "CycleDiff.", "CycleDiffusion", "Wu & De la Torre 2023", run_cycle,
                    frozenset({"source_guidance", "skip", "eta"}), inverts=True),
-        MethodInfo("diffedit", "DiffEdit", "", "Couairon et al. 2023", _diffedit,
+        MethodInfo("diffedit", "DiffEdit", "", "Couairon et al. 2023", run_diffedit,
                    _MAP | {"strength", "threshold"}, has_map=True),
         MethodInfo("flowedit", "FlowEdit", "inversion-free, by velocity differences (SD3, FLUX)",
-                   "Kulikov et al. 2025", _flowedit, frozenset({"source_guidance", "skip"}),
-                   text_only=True, check=_flow_check,
+                   "Kulikov et al. 2025", run_flowedit, frozenset({"source_guidance", "skip"}),
+                   text_only=True, check=check_flow,
                    needs="an SD3 or FLUX pipeline (--model DIR)"),
-        MethodInfo("p2p", "P2P+EF", "Prompt-to-Prompt + EF inversion (SD)", "EF Table 3", _p2p,
+        MethodInfo("p2p", "P2P+EF", "Prompt-to-Prompt + EF inversion (SD)", "EF Table 3", run_p2p,
                    frozenset({"source_guidance", "skip", "eta", "cross_replace", "self_replace",
                               "p2p_mode", "reweight"}),
-                   inverts=True, text_only=True, check=_p2p_check,
+                   inverts=True, text_only=True, check=check_p2p,
                    needs=_SD_NEEDS),
         MethodInfo("zero-shot", "Zero-Shot+EF", "Zero-Shot I2I + EF inversion (SD)",
-                   "EF App. D.2, Table 4", _zero_shot, _INVERT | {"xa_guidance"}, inverts=True,
-                   text_only=True, check=_zero_shot_check("zero-shot"), needs=_SD_NEEDS),
+                   "EF App. D.2, Table 4", run_zero_shot, _INVERT | {"xa_guidance"}, inverts=True,
+                   text_only=True, check=check_zero_shot("zero-shot"), needs=_SD_NEEDS),
         MethodInfo("zero-shot-ddim", "Zero-Shot", "Zero-Shot I2I (pix2pix-zero) on DDIM inversion "
-                   "(SD)", "Parmar et al. 2023; EF Table 4", _zero_shot_ddim,
+                   "(SD)", "Parmar et al. 2023; EF Table 4", run_zero_shot_ddim,
                    frozenset({"source_guidance", "skip", "xa_guidance", "noise_reg_steps"}),
-                   inverts=True, text_only=True, check=_zero_shot_check("zero-shot-ddim"),
+                   inverts=True, text_only=True, check=check_zero_shot("zero-shot-ddim"),
                    needs=_SD_NEEDS),
         MethodInfo("pnp", "PnP+EF", "Plug-and-Play + EF inversion (SD)",
-                   "nidiff: PnP's injections on EF maps", lambda c: _pnp(c, "ef"),
+                   "nidiff: PnP's injections on EF maps", lambda c: run_pnp(c, "ef"),
                    _INVERT | {"feature_replace", "self_replace"}, inverts=True, text_only=True,
-                   check=_pnp_check("pnp"), needs=_SD_NEEDS),
+                   check=check_pnp("pnp"), needs=_SD_NEEDS),
         MethodInfo("pnp-ddim", "PnP", "Plug-and-Play on DDIM inversion (SD)",
-                   "Tumanyan et al. 2023; EF Table 3", lambda c: _pnp(c, "ddim"),
+                   "Tumanyan et al. 2023; EF Table 3", lambda c: run_pnp(c, "ddim"),
                    frozenset({"source_guidance", "skip", "feature_replace", "self_replace",
                               "inversion_steps"}),
-                   inverts=True, text_only=True, check=_pnp_check("pnp-ddim"), needs=_SD_NEEDS),
+                   inverts=True, text_only=True, check=check_pnp("pnp-ddim"), needs=_SD_NEEDS),
         MethodInfo("strokes", "Strokes", "SDEdit from a stroke painting (k-means of the image, or "
-                   "--painting FILE)", "EP paper Sec. 5; Meng et al. 2022", _strokes,
+                   "--painting FILE)", "EP paper Sec. 5; Meng et al. 2022", run_strokes,
                    _STEP | {"strength", "clusters", "stroke_blur"}, conditions=("target",),
-                   pixel_only=True, check=_pixel_check),
+                   pixel_only=True, check=check_pixels),
     )
 }  # fmt: skip
 

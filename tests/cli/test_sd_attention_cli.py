@@ -33,18 +33,10 @@ def pixels(path: Path) -> np.ndarray:
 def work(tmp_path_factory) -> Path:
     """The tiny pipeline (``pipeline/``), the same with a UNet without attention
     (``plain/``) and a 32² photo."""
-    from diffusers import UNet2DConditionModel
-
     root = tmp_path_factory.mktemp("sd_attention_cli")
     tiny_sd.save_tiny_pipeline(root)
     p = tiny_sd.build_tiny_pipeline(root)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64),
-        layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"), mid_block_type=None,
-        cross_attention_dim=tiny_sd.EMBED_DIM, norm_num_groups=32,
-    )  # fmt: skip
-    p.register_modules(unet=unet.eval())
+    p.register_modules(unet=tiny_sd.build_plain_unet())
     p.save_pretrained(str(root / "plain"))
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "photo.png")
@@ -131,7 +123,7 @@ def test_options_of_other_methods_are_refused(work, method, option):
         match=f"{option} does not apply to --method {method}", out=out)  # fmt: skip
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [*METHODS, "p2p"])
 def test_models_without_attention_are_refused(work, method):
     from nidiff.bundled import ASSETS
 
@@ -139,7 +131,7 @@ def test_models_without_attention_are_refused(work, method):
     bad("edit", ASSETS / "examples" / "shirt-0.png", "-s", "shirt", "-t", "t-shirt", "--method",
         method, "--steps", "4", "--out", out, match="needs a Stable Diffusion pipeline",
         out=out)  # fmt: skip
-    what = "no cross-attention layers" if "zero" in method else "no decoder self-attention"
+    what = "no decoder self-attention" if "pnp" in method else "no cross-attention layers"
     out = work / f"plain-{method}.png"
     r = bad("edit", work / "photo.png", "--model", work / "plain", "-s", SOURCE, "-t", TARGET,
             "--method", method, *FAST, "--out", out, match=what, out=out)  # fmt: skip

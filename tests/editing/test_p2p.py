@@ -218,3 +218,12 @@ def test_half_precision_source_row_is_exact_when_inverted_here(sd, z0):
     )
     assert out.x0.dtype == torch.float32 and torch.isfinite(out.x0).all()
     assert _rel(out.source, z0) <= 1e-5
+
+
+def test_a_unet_without_cross_attention_is_refused(z0, tmp_path):
+    """Prompt-to-Prompt controls cross-attention: with none it refuses before any call."""
+    p = tiny_sd.build_tiny_pipeline(tmp_path)
+    plain = StableDiffusion(tiny_sd.build_plain_unet(), p.vae, p.text_encoder, p.tokenizer,
+                            p.scheduler)  # fmt: skip
+    with pytest.raises(ValueError, match=r"Prompt-to-Prompt .* no cross-attention layers"):
+        p2p_edit_friendly(plain, z0, "a cat", "a dog", steps=4, skip=1)

@@ -14,12 +14,13 @@ pytest.importorskip("transformers")
 import tiny_sd
 
 from nidiff.editing import edit_direction, zero_shot_edit
-from nidiff.editing.zero_shot import check_cross_attention, cross_attention_loss
+from nidiff.editing.zero_shot import cross_attention_loss
 from nidiff.inversion import ddim_edit, ddim_invert, edit_friendly_invert
 from nidiff.models.attention import (
     AttentionEdit,
     ControlledDenoiser,
     controlled_attention,
+    cross_attention_layers,
     pair_cond,
 )
 
@@ -174,14 +175,8 @@ def test_refusals(sd, z0, conds, inv):
 
 
 def test_a_unet_without_cross_attention_is_refused(sd):
-    from diffusers import UNet2DConditionModel
-
-    assert len(check_cross_attention(sd.unet)) == 4  # attn2 of down, mid and 2 up blocks
-    plain = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64),
-        layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"), mid_block_type=None,
-        cross_attention_dim=tiny_sd.EMBED_DIM, norm_num_groups=32,
-    )  # fmt: skip
+    layers = cross_attention_layers(sd.unet, "Zero-Shot I2I")
+    assert len(layers) == 4  # attn2 of down, mid and 2 up blocks
+    plain = tiny_sd.build_plain_unet()
     with pytest.raises(ValueError, match="no cross-attention layers"):
-        check_cross_attention(plain)
+        cross_attention_layers(plain, "Zero-Shot I2I")

@@ -105,6 +105,19 @@ def build_tiny_sd(workdir: Path, seed: int = 0):
     return StableDiffusion(p.unet, p.vae, p.text_encoder, p.tokenizer, p.scheduler)
 
 
+def build_plain_unet():
+    """A UNet of the tiny pipeline's shapes without attention layers (no cross-attention, no
+    self-attention): what the attention-controlling methods must refuse."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64),
+        layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"), mid_block_type=None,
+        cross_attention_dim=EMBED_DIM, norm_num_groups=32,
+    ).eval()  # fmt: skip
+
+
 def save_tiny_pipeline(directory: Path, seed: int = 0) -> Path:
     """Build the tiny pipeline and ``save_pretrained`` it to ``directory/pipeline``."""
     directory = Path(directory)

@@ -46,6 +46,7 @@ from ..models.attention import (
     ControlledDenoiser,
     TokenMap,
     controlled_attention,
+    cross_attention_layers,
     pair_cond,
     plain_cond,
     refine_token_map,
@@ -140,6 +141,7 @@ def _edit(
     self_max_tokens: int,
     observer: Observer | None,
 ) -> AttentionEdit:
+    cross_attention_layers(sd.unet, "Prompt-to-Prompt")  # else nothing would be controlled
     weights = None if not reweight else token_weights(sd.tokenizer, target_prompt, reweight)
     return AttentionEdit(
         token_map=p2p_token_map(sd, source_prompt, target_prompt, mode),

@@ -60,6 +60,7 @@ from ..models.attention import (
     AttentionRecord,
     ControlledDenoiser,
     controlled_attention,
+    cross_attention_layers,
     pair_cond,
 )
 from ..models.contract import model_time, with_guidance
@@ -68,20 +69,7 @@ from ..samplers import sample
 from ..schedule import TimeGrid
 from .source_chain import SourceChain, ddim_source, ef_source, run_target
 
-__all__ = ["check_cross_attention", "cross_attention_loss", "edit_direction", "zero_shot_edit"]
-
-
-def check_cross_attention(unet: Any) -> list[str]:
-    """The UNet's cross-attention layers (``attn2`` processor names); ``ValueError`` if it has
-    none: Zero-Shot's edit direction and guidance act through text cross-attention."""
-    net = getattr(unet, "module", unet)
-    layers = [n for n in getattr(net, "attn_processors", {}) if n.endswith("attn2.processor")]
-    if not layers:
-        raise ValueError(
-            "Zero-Shot I2I edits through the UNet's text cross-attention, and this UNet has no "
-            "cross-attention layers"
-        )
-    return layers
+__all__ = ["cross_attention_loss", "edit_direction", "zero_shot_edit"]
 
 
 @torch.no_grad()
@@ -182,7 +170,7 @@ def zero_shot_edit(
         one call, though it also runs the backward pass).
     """
     check_in_range(xa_guidance, "xa_guidance", 0.0, float("inf"))
-    check_cross_attention(sd.unet)
+    cross_attention_layers(sd.unet, "Zero-Shot I2I")
     if (target_cond is None) == (direction is None):
         raise ValueError("give exactly one of target_cond= and direction= (the edit direction)")
     null, nfe = sd.null_cond(), 0

@@ -25,7 +25,12 @@ from .control import (
     plain_cond,
     window_threshold,
 )
-from .features import pnp_self_layers, resnet_blocks, self_attention_layers
+from .features import (
+    cross_attention_layers,
+    pnp_self_layers,
+    resnet_blocks,
+    self_attention_layers,
+)
 from .tokens import (
     TokenMap,
     Word,
@@ -47,6 +52,7 @@ __all__ = [
     "Word",
     "align",
     "controlled_attention",
+    "cross_attention_layers",
     "pair_cond",
     "plain_cond",
     "pnp_self_layers",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "bound_step",
     "check_layers",
+    "cross_attention_layers",
     "feature_hooks",
     "pnp_self_layers",
     "resnet_blocks",
@@ -76,6 +77,19 @@ def resnet_blocks(unet: nn.Module) -> dict[str, nn.Module]:
 def self_attention_layers(unet: nn.Module) -> list[str]:
     """The processor names (``unet.attn_processors`` keys) of the self-attention layers."""
     return [name for name in _net(unet).attn_processors if name.endswith("attn1.processor")]
+
+
+def cross_attention_layers(unet: Any, method: str) -> list[str]:
+    """The processor names of the text cross-attention layers (``attn2``); ``ValueError`` if
+    there are none, naming ``method`` (which edits through them)."""
+    names = getattr(_net(unet), "attn_processors", {})
+    layers = [n for n in names if n.endswith("attn2.processor")]
+    if not layers:
+        raise ValueError(
+            f"{method} edits through the UNet's text cross-attention, and this UNet has no "
+            "cross-attention layers"
+        )
+    return layers
 
 
 def pnp_self_layers(unet: nn.Module) -> frozenset[str]:
