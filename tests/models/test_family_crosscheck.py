@@ -31,19 +31,19 @@ GUIDANCE = {"sdxl": 5.0, "sd3": 7.0, "sd3-no-t5": 7.0, "flux": 3.5}
 _BUILT: dict[str, tuple] = {}
 
 
-def adapter(family: str, pipe):
+def adapter(family: str, pipe, **options):
     if family == "sdxl":
         p = pipe
         return StableDiffusionXL(p.unet, p.vae, p.text_encoder, p.text_encoder_2, p.tokenizer,
-                                 p.tokenizer_2, p.scheduler)  # fmt: skip
+                                 p.tokenizer_2, p.scheduler, **options)  # fmt: skip
     if family.startswith("sd3"):
         p = pipe
         return StableDiffusion3(p.transformer, p.vae, p.text_encoder, p.text_encoder_2,
                                 p.tokenizer, p.tokenizer_2, p.scheduler, p.text_encoder_3,
-                                p.tokenizer_3)  # fmt: skip
+                                p.tokenizer_3, **options)  # fmt: skip
     p = pipe
     return Flux(p.transformer, p.vae, p.text_encoder, p.text_encoder_2, p.tokenizer,
-                p.tokenizer_2, p.scheduler)  # fmt: skip
+                p.tokenizer_2, p.scheduler, **options)  # fmt: skip
 
 
 def built(family: str):
@@ -178,6 +178,23 @@ def test_flux_true_cfg_with_a_negative_prompt_is_the_pipelines():
     print(f"flux: true CFG 2.5 + guidance 4 vs FluxPipeline, relative difference {err:.1e}")
     assert err <= RTOL
     assert rel(t2i("flux", base, 1, 5, 4.0), ours) > 1e-3  # true CFG changed the sample
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd3"])
+def test_a_negative_prompt_is_the_pipelines(family):
+    """Classifier-free guidance away from a negative prompt (its condition as the unconditional
+    one; SDXL then no longer zeroes it) is the pipeline's ``negative_prompt``."""
+    pipe, base = built(family)
+    space = adapter(family, pipe, negative_prompt="blurry")
+    steps, g = 5, GUIDANCE[family]
+    out = pipe(PROMPT, negative_prompt="blurry", height=SIZE, width=SIZE,
+               num_inference_steps=steps, guidance_scale=g,
+               generator=torch.Generator().manual_seed(2), output_type="latent").images  # fmt: skip
+    ours = t2i(family, space, 2, steps, g)
+    err = rel(ours, latents_of(family, space, out))
+    print(f"{family}: negative prompt vs {type(pipe).__name__}, relative difference {err:.1e}")
+    assert err <= RTOL
+    assert rel(t2i(family, base, 2, steps, g), ours) > 1e-3  # the negative prompt mattered
 
 
 IMG2IMG = {

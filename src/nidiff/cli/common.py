@@ -37,6 +37,7 @@ __all__ = [
     "input_errors",
     "model_grid",
     "model_option",
+    "negative_prompt_options",
     "offload_option",
     "option_given",
     "progress_bar",
@@ -282,6 +283,28 @@ def offload_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="diffusers pipelines: keep the networks on the CPU and move each to --device only "
         "while it runs (one at a time; for SDXL/SD3/FLUX on a small GPU)",
+    )(fn)
+
+
+def negative_prompt_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--negative-prompt`` (text-to-image pipelines: the unconditional prompt of guidance)
+    and ``--true-cfg`` (FLUX.1-dev: true classifier-free guidance on top of the embedded one)."""
+    fn = click.option(
+        "--true-cfg",
+        type=FiniteFloatRange(1, 100),
+        default=None,
+        show_default="1: off",
+        help="guidance-distilled FLUX (FLUX.1-dev): true classifier-free guidance scale on top "
+        "of the embedded --guidance (two passes, the unconditional one under "
+        "--negative-prompt; FluxPipeline's true_cfg_scale)",
+    )(fn)
+    return click.option(
+        "--negative-prompt",
+        metavar="TEXT",
+        default=None,
+        show_default="the empty prompt",
+        help="text-to-image pipelines: the unconditional prompt of classifier-free guidance, "
+        "which the image is guided away from (diffusers' negative_prompt; recorded in OUT.json)",
     )(fn)
 
 

@@ -39,6 +39,7 @@ from .common import (
     input_errors,
     model_grid,
     model_option,
+    negative_prompt_options,
     offload_option,
     option_given,
     overwrite_option,
@@ -115,6 +116,7 @@ _BENCH = (
 @model_option
 @device_options
 @offload_option
+@negative_prompt_options
 @size_option
 @click.option(
     "--steps",
@@ -342,6 +344,8 @@ def edit(
     device: str,
     dtype: str,
     offload: bool,
+    negative_prompt: str | None,
+    true_cfg: float | None,
     size: int | None,
     steps: int,
     grid_shift: float,
@@ -416,7 +420,8 @@ def edit(
         raise InputError(f"--map applies to --method {takers}, not {method}")
     if skip is not None and METHODS[method].skips:
         input_errors(check_skip)(skip, steps, "--skip", "--steps")
-    load = {"device": device, "dtype": dtype, "size": size, "offload": offload}
+    load = {"device": device, "dtype": dtype, "size": size, "offload": offload,
+            "negative_prompt": negative_prompt, "true_cfg": true_cfg}  # fmt: skip
     if is_batch(image):
         if any(p is not None for p in (save_map, map_file, painting_file, save_painting)):
             raise InputError(

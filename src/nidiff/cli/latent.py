@@ -55,14 +55,17 @@ class LatentModel:
         dtype: torch.dtype = torch.float32,
         size: int | None = None,
         offload: bool = False,
+        negative_prompt: str | None = None,
+        true_cfg: float | None = None,
     ):
         try:
             from ..models.families import detect_family
 
             self.family = detect_family(path)
+            options = _text_options(path, self.family.name, negative_prompt, true_cfg)
             _quiet()
             sd = self.family.adapter_class().from_pretrained(
-                path, device=device, dtype=dtype, offload=offload
+                path, device=device, dtype=dtype, offload=offload, **options
             )
         except ImportError as err:
             raise InputError(
@@ -145,6 +148,7 @@ class LatentModel:
         return method_defaults(method, latent=True, family=self.family.name, space=self.sd)
 
     def describe(self) -> dict[str, Any]:
+        distilled = getattr(self.sd, "distilled", False)  # FLUX.1-dev: true CFG applies
         return {
             "name": self.name,
             "dir": str(self.directory.resolve()),
@@ -156,7 +160,35 @@ class LatentModel:
             "device": str(self.device),
             "dtype": str(self.sd.dtype).removeprefix("torch."),
             "offload": self.sd.offload.enabled,
+            "negative_prompt": self.sd.negative_prompt,
+            **({"true_cfg": self.sd.denoiser.true_cfg} if distilled else {}),
         }
+
+
+def _text_options(
+    path: Path, family: str, negative_prompt: str | None, true_cfg: float | None
+) -> dict[str, Any]:
+    """The adapter's options of ``--negative-prompt`` and ``--true-cfg`` (guidance-distilled
+    FLUX only: its transformer's config has ``guidance_embeds``)."""
+    import json
+
+    options: dict[str, Any] = {}
+    if negative_prompt is not None:
+        options["negative_prompt"] = negative_prompt
+    if true_cfg is not None:
+        what = "--true-cfg is true classifier-free guidance of guidance-distilled FLUX (FLUX.1-dev)"
+        if family != "flux":
+            raise InputError(f"{what}; on {family} pipelines --guidance is classifier-free "
+                             "guidance")  # fmt: skip
+        try:
+            config = json.loads((Path(path) / "transformer" / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {}  # the loader says what is wrong with the transformer
+        if config and not config.get("guidance_embeds"):
+            raise InputError(f"{what}; {path}'s transformer has no guidance embedding, so "
+                             "--guidance is classifier-free guidance there")  # fmt: skip
+        options["true_cfg"] = true_cfg
+    return options
 
 
 def _quiet() -> None:

@@ -114,6 +114,8 @@ def load_cli_model(
     dtype: str = "float32",
     size: int | None = None,
     offload: bool = False,
+    negative_prompt: str | None = None,
+    true_cfg: float | None = None,
 ) -> LoadedCli:
     """Load ``default``, a bundled name, a nidiff model directory or a diffusers pipeline
     directory on ``device`` (``auto`` allowed) in ``dtype``; errors → exit 2.
@@ -121,12 +123,21 @@ def load_cli_model(
     ``size`` is the image side: for a pipeline any size its family's rule allows (default: the
     family's, e.g. 512 for SD 1.x, 1024 for SDXL/SD3/FLUX); for a pixel model it must be the
     model's own size. ``offload`` keeps a pipeline's networks on the CPU, each moved to
-    ``device`` while it is used (pixel models refuse it: they are small).
+    ``device`` while it is used (pixel models refuse it: they are small). ``negative_prompt``
+    and ``true_cfg`` (``--negative-prompt``, ``--true-cfg``) are for text-to-image pipelines.
     """
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
+    text = {"negative_prompt": negative_prompt, "true_cfg": true_cfg}
+    text = {k: v for k, v in text.items() if v is not None}
+    if text and not (Path(name) / "model_index.json").is_file():
+        flag = "--" + next(iter(text)).replace("_", "-")
+        raise InputError(
+            f"{flag} is for text-to-image pipelines (--model DIR of a diffusers pipeline); "
+            f"{name} is a pixel model (guidance there uses its null class)"
+        )
     if name == "default" or name in MODELS:
         return _pixel(name, dev, torch_dtype, size, offload)
     path = Path(name)
@@ -141,7 +152,7 @@ def load_cli_model(
         from .latent import LatentModel
 
         load = input_errors(LatentModel)
-        return load(path, device=dev, dtype=torch_dtype, size=size, offload=offload)
+        return load(path, device=dev, dtype=torch_dtype, size=size, offload=offload, **text)
     if not (path / "config.json").is_file():
         raise InputError(
             f"{path} is neither a nidiff model directory (config.json) nor a diffusers "

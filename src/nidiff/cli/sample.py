@@ -18,6 +18,7 @@ from .common import (
     guidance_option,
     input_errors,
     model_option,
+    negative_prompt_options,
     offload_option,
     option_given,
     overwrite_option,
@@ -36,6 +37,7 @@ from .model import load_cli_model
 @model_option
 @device_options
 @offload_option
+@negative_prompt_options
 @size_option
 @click.option(
     "--num",
@@ -99,6 +101,8 @@ def sample(
     device: str,
     dtype: str,
     offload: bool,
+    negative_prompt: str | None,
+    true_cfg: float | None,
     size: int | None,
     num: int,
     class_name: str | None,
@@ -126,7 +130,8 @@ def sample(
     started = time.perf_counter()
     check_image_output(out)
     check_outputs([out, record_path(out)], [], overwrite)
-    m = load_cli_model(model, device=device, dtype=dtype, size=size, offload=offload)
+    m = load_cli_model(model, device=device, dtype=dtype, size=size, offload=offload,
+                       negative_prompt=negative_prompt, true_cfg=true_cfg)  # fmt: skip
     defaults = m.defaults("sample")
     if not option_given("guidance"):
         guidance = defaults.get("guidance", guidance)

@@ -166,13 +166,12 @@ class Flux(FlowPipeline):
         dtype: torch.dtype = torch.float32,
         offload: bool = False,
     ):
-        self._init_latent(vae, device, dtype, offload)
+        self._init_latent(vae, device, dtype, offload, negative_prompt)
         self._init_flow(transformer, scheduler)
         self.text_encoder = self._network(text_encoder)
         self.text_encoder_2 = self._network(text_encoder_2)
         self.tokenizer, self.tokenizer_2 = tokenizer, tokenizer_2
         self.max_sequence_length = int(max_sequence_length)
-        self.negative_prompt = str(negative_prompt)
         self.distilled = bool(self.transformer.config.guidance_embeds)
         cls = FluxDevDenoiser if self.distilled else FluxDenoiser
         self.denoiser = cls(self.transformer, self.device, self.train_steps)
@@ -234,9 +233,6 @@ class Flux(FlowPipeline):
         width = int(self.transformer.config.joint_attention_dim)
         t5 = self._t5(self.tokenizer_2, self.text_encoder_2, prompts, width)
         return {"encoder_hidden_states": t5, "pooled_projections": out.pooler_output.float()}
-
-    def _encode_null(self) -> dict[str, Tensor]:
-        return self.encode_prompt([self.negative_prompt])
 
     def __repr__(self) -> str:
         return (

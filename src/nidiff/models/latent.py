@@ -131,8 +131,16 @@ class LatentPipeline:
     upcast_vae = False
 
     def _init_latent(
-        self, vae: nn.Module, device: str | torch.device, dtype: torch.dtype, offload: bool
+        self,
+        vae: nn.Module,
+        device: str | torch.device,
+        dtype: torch.dtype,
+        offload: bool,
+        negative_prompt: str = "",
     ) -> None:
+        if not isinstance(negative_prompt, str):
+            raise ValueError(f"negative_prompt must be a string, not {negative_prompt!r}")
+        self.negative_prompt = negative_prompt
         self.device = torch.device(device)
         self.dtype = dtype
         self.offload = Offload(self.device, offload)
@@ -269,14 +277,17 @@ class LatentPipeline:
         return [None if n is None else next(it) for n in names]
 
     def null_cond(self) -> Any:
-        """The unconditional condition of guidance (the empty prompt; computed once, cached; a
-        new copy is returned each call)."""
+        r"""The unconditional condition of guidance: the negative prompt's (``negative_prompt``
+        of the constructor; default the empty prompt, as diffusers'), computed once and cached;
+        a new copy is returned each call. Classifier-free guidance then moves away from the
+        negative prompt, :math:`\hat\epsilon = \epsilon(x, c_-) + w\,(\epsilon(x, c) -
+        \epsilon(x, c_-))`, as diffusers' ``negative_prompt`` does."""
         if self._null is None:
             self._null = self._encode_null()
         return clone_cond(self._null)
 
     def _encode_null(self) -> Any:
-        return self.encode_prompt([""])
+        return self.encode_prompt([self.negative_prompt])
 
     def guided(self, scale: float) -> ClassifierFreeGuidance:
         """:attr:`denoiser` under classifier-free guidance ``scale`` with :meth:`null_cond`."""

@@ -85,10 +85,11 @@ class StableDiffusion3(FlowPipeline):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         offload: bool = False,
+        negative_prompt: str = "",
     ):
         if (text_encoder_3 is None) != (tokenizer_3 is None):
             raise ValueError("give the T5 encoder text_encoder_3 with its tokenizer_3, or neither")
-        self._init_latent(vae, device, dtype, offload)
+        self._init_latent(vae, device, dtype, offload, negative_prompt)
         self._init_flow(transformer, scheduler)
         self.patch = int(self.transformer.config.patch_size)
         self.text_encoder = self._network(text_encoder)
@@ -107,6 +108,7 @@ class StableDiffusion3(FlowPipeline):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         offload: bool = False,
+        **options: Any,
     ) -> StableDiffusion3:
         """Load a saved SD3/3.5 pipeline from a local directory (``local_files_only``); a
         pipeline saved without T5 (``text_encoder_3`` null) runs without it."""
@@ -114,7 +116,7 @@ class StableDiffusion3(FlowPipeline):
         parts = load_components(root, index, COMPONENTS, OPTIONAL, dtype=dtype, family="SD3")
         if (parts["text_encoder_3"] is None) != (parts["tokenizer_3"] is None):
             parts["text_encoder_3"] = parts["tokenizer_3"] = None
-        return cls(**parts, device=device, dtype=dtype, offload=offload)
+        return cls(**parts, device=device, dtype=dtype, offload=offload, **options)
 
     # ------------------------------------------------------------ the ModelSpace contract
     def grid(self, steps: int, size: int | None = None) -> TimeGrid:

@@ -114,10 +114,11 @@ class StableDiffusionXL(LatentPipeline):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         offload: bool = False,
+        negative_prompt: str = "",
     ):
         from ..process import Process
 
-        self._init_latent(vae, device, dtype, offload)
+        self._init_latent(vae, device, dtype, offload, negative_prompt)
         self.unet = self._network(unet)
         self.text_encoder = self._network(text_encoder)
         self.text_encoder_2 = self._network(text_encoder_2)
@@ -143,6 +144,7 @@ class StableDiffusionXL(LatentPipeline):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         offload: bool = False,
+        **options: Any,
     ) -> StableDiffusionXL:
         """Load a saved SDXL base pipeline from a local directory (``local_files_only``).
 
@@ -161,7 +163,7 @@ class StableDiffusionXL(LatentPipeline):
         zeros = bool(index.get("force_zeros_for_empty_prompt", True))
         return cls(
             **parts, force_zeros_for_empty_prompt=zeros, device=device, dtype=dtype,
-            offload=offload,
+            offload=offload, **options,
         )  # fmt: skip
 
     # ------------------------------------------------------------ the ModelSpace contract
@@ -196,8 +198,9 @@ class StableDiffusionXL(LatentPipeline):
         return {"encoder_hidden_states": torch.cat(states, dim=-1), "text_embeds": pooled}
 
     def _encode_null(self) -> dict[str, Tensor]:
-        cond = self.encode_prompt([""])
-        return {k: torch.zeros_like(v) for k, v in cond.items()} if self.force_zeros else cond
+        cond = self.encode_prompt([self.negative_prompt])
+        zeros = self.force_zeros and not self.negative_prompt  # diffusers': only with none
+        return {k: torch.zeros_like(v) for k, v in cond.items()} if zeros else cond
 
     def __repr__(self) -> str:
         return (

@@ -86,8 +86,9 @@ class StableDiffusion(LatentPipeline):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         offload: bool = False,
+        negative_prompt: str = "",
     ):
-        self._init_latent(vae, device, dtype, offload)
+        self._init_latent(vae, device, dtype, offload, negative_prompt)
         self.unet = self._network(unet)
         self.text_encoder = self._network(text_encoder)
         self.tokenizer = tokenizer
@@ -110,6 +111,7 @@ class StableDiffusion(LatentPipeline):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         offload: bool = False,
+        **options: Any,
     ) -> StableDiffusion:
         """Load a pipeline saved with ``save_pretrained`` from a **local directory** (never the
         Hub: ``local_files_only=True``).
@@ -124,7 +126,7 @@ class StableDiffusion(LatentPipeline):
         """
         root, index = read_index(path)
         parts = load_components(root, index, COMPONENTS, dtype=dtype)
-        return cls(**parts, device=device, dtype=dtype, offload=offload)
+        return cls(**parts, device=device, dtype=dtype, offload=offload, **options)
 
     #: Stable Diffusion's usual guidance scale.
     default_guidance = 7.5
