@@ -64,6 +64,34 @@ def test_session_store_bounds_sessions_and_forgets_closed_pages():
     assert store.get("s1").cache.capacity == 2
 
 
+def test_the_byte_budget_bounds_every_session_together():
+    """Inversions of 1 KiB each under a 3 KiB budget: a fourth, in any session, drops the least
+    recently used one anywhere; closing a page or dropping a session frees its bytes."""
+    from nidiff.app.session import tensor_bytes
+
+    def entry(k):
+        return lambda: CachedInversion({"zs": [torch.zeros(256)], "name": k}, 0.0, 1)
+
+    shared = torch.zeros(256)
+    assert tensor_bytes({"a": shared, "b": [shared, shared[:10]]}) == 1024  # one storage
+    store = SessionStore(max_sessions=4, cache_entries=8, cache_bytes=3 * 1024)
+    a, b = store.get("a").cache, store.get("b").cache
+    a.get("a1", entry("a1"))
+    b.get("b1", entry("b1"))
+    a.get("a2", entry("a2"))
+    a.get("a1", entry("a1"))  # a1 is now the most recent
+    b.get("b2", entry("b2"))  # over budget: b1, the least recently used anywhere, goes
+    assert "b1" not in b and {"a1", "a2"} <= set(a._entries) and "b2" in b
+    assert store.budget.held == 3 * 1024
+    store.drop("a")
+    assert store.budget.held == 1024
+    big = SessionStore(max_sessions=1, cache_entries=2, cache_bytes=100)
+    big.get("x").cache.get("k", entry("k"))  # larger than the budget: kept alone
+    assert len(big.get("x").cache) == 1
+    big.get("y")  # a new session drops "x" (max_sessions 1) and its bytes
+    assert big.budget.held == 0
+
+
 # ---- fields from the CLI, the method adapter --------------------------------------------------
 
 

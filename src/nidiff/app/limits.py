@@ -32,8 +32,9 @@ class Limits:
         max_seeds: the most images of one seed gallery.
         max_map_n: the most noise draws of one weighting map (all run in one batched call).
         cache_entries: inversions kept per session (least recently used dropped first).
-        max_sessions: sessions whose caches are kept (least recently active dropped first);
-            with ``cache_entries`` this bounds the memory held by inversions.
+        max_sessions: sessions whose caches are kept (least recently active dropped first).
+        cache_bytes: the tensor bytes all sessions' cached inversions hold together (least
+            recently used dropped first; :class:`~nidiff.app.session.ByteBudget`).
         concurrency: edits running at once (the rest wait in the queue).
         queue_size: requests allowed to wait; more are refused with a message.
     """
@@ -45,6 +46,7 @@ class Limits:
     max_map_n: int = 20
     cache_entries: int = 4
     max_sessions: int = 16
+    cache_bytes: int = 1024 * 1024 * 1024
     concurrency: int = 2
     queue_size: int = 64
 

@@ -105,7 +105,7 @@ class Studio:
 
     def __init__(self, m: Any, root: Path, limits: Limits = LIMITS):
         self.m, self.root, self.limits = m, Path(root), limits
-        self.store = SessionStore(limits.max_sessions, limits.cache_entries)
+        self.store = SessionStore(limits.max_sessions, limits.cache_entries, limits.cache_bytes)
         self.outputs = Outputs(self.root)
         self.methods = available(m.sd is not None)
         self.defaults = defaults(m.defaults, side=m.size // m.factor)
