@@ -180,8 +180,9 @@ def run_p2p(c: EditCall) -> tuple[Any, int]:
 
 
 def check_p2p(space: Any, source: str, target: str, o: EditOptions) -> None:
-    """The model must have UNet cross-attention processors (SD 1.x/2.x), the prompts must align
-    in ``p2p_mode`` and every re-weighted word be in the target."""
+    """The model must have UNet cross-attention processors (a family with
+    ``attention_control``: SD 1.x/2.x, SDXL), the prompts must align in ``p2p_mode`` (on both
+    of SDXL's tokenizers) and every re-weighted word be in the target."""
     from .editing import p2p_token_map
     from .models.attention import cross_attention_layers, token_weights
 
@@ -196,13 +197,22 @@ def check_p2p(space: Any, source: str, target: str, o: EditOptions) -> None:
         token_weights(space.tokenizer, target, dict(o.reweight))
 
 
-def _attention_family(space: Any, method: str, what: str) -> None:
-    """The model must be a family whose UNet attention nidiff controls (SD 1.x/2.x)."""
+#: The families Zero-Shot I2I and PnP run on: their layer choices and guidance are SD 1.x/2.x's.
+_SD_ONLY = ("sd",)
+
+
+def _attention_family(
+    space: Any, method: str, what: str, only: tuple[str, ...] | None = None
+) -> None:
+    """The model must be a family whose UNet attention nidiff controls (``attention_control``:
+    SD 1.x/2.x and SDXL for Prompt-to-Prompt), or one of ``only`` when given."""
     from .models.families import FAMILIES
 
     family = FAMILIES.get(getattr(space, "family", "sd"))
-    if family is not None and not family.attention_control:
-        able = ", ".join(f.name for f in FAMILIES.values() if f.attention_control)
+    names = [f.name for f in FAMILIES.values() if f.attention_control]
+    names = names if only is None else [n for n in names if n in only]
+    if family is not None and family.name not in names:
+        able = ", ".join(names)
         raise ValueError(
             f"--method {method} {what}: it runs on {able} pipelines, not on {family.name} "
             f"({family.label})"
@@ -215,7 +225,8 @@ def check_zero_shot(method: str) -> Callable[[Any, str, str, EditOptions], None]
     def check(space: Any, source: str, target: str, o: EditOptions) -> None:
         from .models.attention import cross_attention_layers
 
-        _attention_family(space, method, "guides a UNet's cross-attention maps (Zero-Shot I2I)")
+        what = "guides a UNet's cross-attention maps (Zero-Shot I2I)"
+        _attention_family(space, method, what, only=_SD_ONLY)
         try:
             cross_attention_layers(space.unet, "Zero-Shot I2I")
         except ValueError as err:
@@ -230,7 +241,8 @@ def check_pnp(method: str) -> Callable[[Any, str, str, EditOptions], None]:
     def check(space: Any, source: str, target: str, o: EditOptions) -> None:
         from .editing.pnp import pnp_layers
 
-        _attention_family(space, method, "injects a UNet's features and self-attention (PnP)")
+        what = "injects a UNet's features and self-attention (PnP)"
+        _attention_family(space, method, what, only=_SD_ONLY)
         try:
             pnp_layers(space.unet, o.self_replace > 0)
         except ValueError as err:

@@ -27,6 +27,17 @@ uses scale 15 and :math:`T_{skip} = 36`.
 
 :func:`p2p_generate` is plain Prompt-to-Prompt on a generated pair: the same start and the same
 DDPM-family noise for both prompts.
+
+**Families.** Both run on Stable Diffusion 1.x/2.x (:class:`StableDiffusion`, a condition is the
+text embedding ``(B, L, D)``) and SDXL (:class:`~nidiff.models.sdxl.StableDiffusionXL`, a dict
+condition: the two encoders' hidden states concatenated on the feature axis, one token axis of
+``L = 77``, plus the pooled ``text_embeds`` and optional ``time_ids``). SDXL's UNet is a diffusers
+``UNet2DConditionModel`` whose transformer blocks have the same ``attn1`` (self) / ``attn2``
+(cross, keys = the ``L`` text tokens) ``Attention`` layers, so the same processors control it;
+:func:`~nidiff.models.attention.pair_cond` carries every entry of the condition row by row, so
+the source rows keep the source prompt's pooled embedding and the target rows the target's, and
+the base-model time ids (computed by the UNet adapter from the latent size) are the same on all
+rows.
 """
 
 from __future__ import annotations
@@ -53,18 +64,35 @@ from ..models.attention import (
     replace_token_map,
     token_weights,
     window_threshold,
+    word_spans,
 )
 from ..models.contract import Denoiser, concat_cond
+from ..models.latent import repeat_cond
+from ..models.sdxl import StableDiffusionXL
 from ..models.stable_diffusion import StableDiffusion
 from ..noise.base import white_noise
 from ..result import EditResult
 from ..schedule import TimeGrid
 
-__all__ = ["P2PResult", "RowGuidance", "p2p_edit_friendly", "p2p_generate", "p2p_token_map"]
+__all__ = [
+    "SELF_MAX_TOKENS",
+    "P2PResult",
+    "RowGuidance",
+    "p2p_edit_friendly",
+    "p2p_generate",
+    "p2p_token_map",
+]
 
 Mode = Literal["replace", "refine"]
 #: ``observer(record)``: reads every explicitly computed attention map of the run.
 Observer = Callable[[AttentionRecord], None]
+#: The adapters whose UNet attention Prompt-to-Prompt controls (module docstring).
+TextUNet = StableDiffusion | StableDiffusionXL
+#: The default ``self_max_tokens`` of each family: the coarse layers that carry the layout. SD at
+#: 512²: P2P's ``16²`` (the 16² and 8² layers of a 64² latent); SDXL at 1024²: ``32²``, its
+#: coarsest attention level (its 128² level has no attention, then 64² and 32²), so that
+#: ``self_replace`` is not a no-op there.
+SELF_MAX_TOKENS = {"sd": 16**2, "sdxl": 32**2}
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,20 +144,48 @@ class RowGuidance:
         return eps_u + w * (eps_c - eps_u)
 
 
-def p2p_token_map(
-    sd: StableDiffusion, source_prompt: str, target_prompt: str, mode: Mode
-) -> TokenMap:
+def p2p_token_map(sd: TextUNet, source_prompt: str, target_prompt: str, mode: Mode) -> TokenMap:
     """The :class:`~nidiff.models.attention.TokenMap` of ``mode`` (``"replace"``: word swap,
-    ``"refine"``: added words) for the adapter's tokenizer."""
-    if mode == "replace":
-        return replace_token_map(sd.tokenizer, source_prompt, target_prompt)
-    if mode == "refine":
-        return refine_token_map(sd.tokenizer, source_prompt, target_prompt)
-    raise ValueError(f"mode={mode!r} must be 'replace' (word swap) or 'refine' (added words)")
+    ``"refine"``: added words) for the adapter's tokenizer.
+
+    SDXL has two tokenizers (CLIP ViT-L's and OpenCLIP bigG's), whose hidden states are
+    concatenated on the feature axis: the cross-attention keys are one sequence of ``L`` token
+    *positions* shared by both. The two tokenizers use the same CLIP byte-pair encoding (same
+    vocabulary and merges; only the padding token differs), so every word of a prompt sits at
+    the same positions in both sequences, and the map is built from the first tokenizer's
+    positions. That is checked here (:func:`_check_positions`): a second tokenizer that places a
+    word elsewhere, or has another context length, is refused rather than mis-aligned.
+    """
+    if mode not in ("replace", "refine"):
+        raise ValueError(f"mode={mode!r} must be 'replace' (word swap) or 'refine' (added words)")
+    second = getattr(sd, "tokenizer_2", None)
+    if second is not None:
+        for prompt in (source_prompt, target_prompt):
+            _check_positions(sd.tokenizer, second, prompt)
+    build = replace_token_map if mode == "replace" else refine_token_map
+    return build(sd.tokenizer, source_prompt, target_prompt)
+
+
+def _check_positions(first: Any, second: Any, prompt: str) -> None:
+    """Raise unless both tokenizers put every word of ``prompt`` at the same token positions
+    in a context of the same length (SDXL's two CLIP tokenizers, :func:`p2p_token_map`)."""
+    L1, L2 = int(first.model_max_length), int(second.model_max_length)
+    if L1 != L2:
+        raise ValueError(
+            f"the two tokenizers have context lengths {L1} and {L2}; Prompt-to-Prompt needs one "
+            "token axis"
+        )
+    a = [(w.start, w.stop) for w in word_spans(first, prompt)]
+    b = [(w.start, w.stop) for w in word_spans(second, prompt)]
+    if a != b:
+        raise ValueError(
+            f"the two tokenizers place the words of {prompt!r} at different token positions "
+            f"({a} and {b}); Prompt-to-Prompt aligns one token axis"
+        )
 
 
 def _edit(
-    sd: StableDiffusion,
+    sd: TextUNet,
     source_prompt: str,
     target_prompt: str,
     grid: TimeGrid,
@@ -155,7 +211,7 @@ def _edit(
 
 @torch.no_grad()
 def p2p_edit_friendly(
-    sd: StableDiffusion,
+    sd: TextUNet,
     source: Tensor | Inversion,
     source_prompt: str,
     target_prompt: str,
@@ -170,14 +226,14 @@ def p2p_edit_friendly(
     self_replace: float = 0.2,
     mode: Mode = "replace",
     reweight: Mapping[str, float] | None = None,
-    self_max_tokens: int = 256,
+    self_max_tokens: int | None = None,
     generator: torch.Generator | None = None,
     observer: Observer | None = None,
 ) -> P2PResult:
     r"""Prompt-to-Prompt with edit-friendly inversion (module docstring).
 
     Args:
-        sd: the Stable Diffusion adapter (UNet, tokenizer, text encoder, process).
+        sd: the Stable Diffusion or SDXL adapter (UNet, tokenizers, text encoders, process).
         source: latents :math:`z_0` ``(B, C, h, w)`` (:meth:`StableDiffusion.encode_image`) to
             invert here, or an :class:`~nidiff.inversion.Inversion` made under the source
             prompt (its grid, ``eta``, condition and guidance are then used as they are).
@@ -190,8 +246,9 @@ def p2p_edit_friendly(
         source_prompt: the prompt describing the source (inversion condition; its tokens are
             aligned with the target's).
         target_prompt: the edit prompt. ``mode="replace"`` needs as many words as the source.
-        steps: number of steps of the default grid (:meth:`StableDiffusion.leading_grid`)
-            when inverting here; ignored with ``grid`` or an inversion.
+        steps: number of steps of the pipeline's own grid (``sd.grid(steps)``: SD's
+            :meth:`StableDiffusion.leading_grid`, SDXL's scheduler spacing) when inverting
+            here; ignored with ``grid`` or an inversion.
         grid: an explicit grid ending at ``t = 0`` (inverting here only).
         skip: :math:`T_{skip}`, the number of noisiest steps skipped, ``0 <= skip < N``.
         source_guidance: the inversion's guidance scale :math:`w_{src}` (inverting here only).
@@ -202,7 +259,9 @@ def p2p_edit_friendly(
         mode: ``"replace"`` (word swap) or ``"refine"`` (added words).
         reweight: ``{word of the target prompt: factor}``, P2P re-weighting of those tokens'
             cross-attention probabilities at every step (after the softmax, not renormalised).
-        self_max_tokens: inject self-attention only in layers of at most this many pixels.
+        self_max_tokens: inject self-attention only in layers of at most this many pixels;
+            ``None``: the family's coarse layers (:data:`SELF_MAX_TOKENS`: P2P's ``16²`` on SD,
+            ``32²`` on SDXL).
         generator: the inversion's forward noise (inverting here only).
         observer: optional ``observer(AttentionRecord)`` reading the controlled maps.
 
@@ -220,11 +279,12 @@ def p2p_edit_friendly(
             raise ValueError("grid= is for inverting here; an Inversion brings its own grid")
         grid = source.grid
     elif isinstance(source, Tensor) and source.ndim == 4:
-        grid = sd.leading_grid(steps) if grid is None else grid
+        grid = sd.grid(steps) if grid is None else grid
     else:
         raise ValueError(f"source must be latents (B, C, h, w) or an Inversion, not {source!r}")
     n = len(grid)
     skip = check_skip(skip, n)
+    self_max_tokens = _self_tokens(sd, self_max_tokens)
     # the edit is built (and its arguments checked) before any network call
     edit = _edit(
         sd, source_prompt, target_prompt, grid, skip, cross_replace, self_replace, mode,
@@ -244,8 +304,11 @@ def p2p_edit_friendly(
             )  # fmt: skip
         inv = replace(inv, cond=src_cond)
         nfe += n
-    if not isinstance(inv.cond, Tensor) or inv.cond.ndim != 3:
-        raise ValueError("the inversion must be conditioned on a text embedding (B, L, D)")
+    if not _is_text_cond(inv.cond):
+        raise ValueError(
+            "the inversion must be conditioned on a text embedding (B, L, D) (SDXL: a dict "
+            "holding it as encoder_hidden_states)"
+        )
     B = inv.x_T.shape[0]
     if inv.xs is not None or skip == 0:
         x_skip = inv.x_T if skip == 0 else inv.xs[skip]
@@ -254,11 +317,11 @@ def p2p_edit_friendly(
         x_skip = edit_friendly_regenerate(sd.denoiser, sub, sd.process, null_cond=null).x0
         nfe += skip
     pair = _paired(inv, skip, x_skip)
-    target_cond = sd.encode_prompt([target_prompt] * B).to(inv.cond.device)
+    target_cond = _to(sd.encode_prompt([target_prompt] * B), _device(inv.cond))
     model = RowGuidance(
         ControlledDenoiser(sd.denoiser, edit),
         [inv.guidance] * B + [float(guidance)] * B,
-        plain_cond(null.expand(2 * B, *null.shape[1:])),
+        plain_cond(repeat_cond(null, 2 * B)),
     )
     with controlled_attention(sd.unet):
         out = edit_friendly_regenerate(
@@ -284,7 +347,7 @@ def p2p_edit_friendly(
 
 @torch.no_grad()
 def p2p_generate(
-    sd: StableDiffusion,
+    sd: TextUNet,
     source_prompt: str,
     target_prompt: str,
     *,
@@ -298,7 +361,7 @@ def p2p_generate(
     self_replace: float = 0.4,
     mode: Mode = "replace",
     reweight: Mapping[str, float] | None = None,
-    self_max_tokens: int = 256,
+    self_max_tokens: int | None = None,
     generator: torch.Generator | None = None,
     observer: Observer | None = None,
 ) -> P2PResult:
@@ -309,11 +372,11 @@ def p2p_generate(
     :math:`z_0 = \hat z_0`); defaults are P2P's (50 steps, scale 7.5, cross/self 0.8/0.4).
 
     Args:
-        sd: the Stable Diffusion adapter.
+        sd: the Stable Diffusion or SDXL adapter.
         source_prompt, target_prompt, mode, reweight, self_max_tokens, observer: as for
             :func:`p2p_edit_friendly`; ``cross_replace`` / ``self_replace`` are fractions of all
             steps.
-        steps / grid: the default :meth:`StableDiffusion.leading_grid` or an explicit grid
+        steps / grid: the pipeline's own grid (``sd.grid(steps)``) or an explicit grid
             ending at ``t = 0``.
         size: image side in pixels (default :attr:`StableDiffusion.default_image_size`).
         batch: number of independent pairs ``B``.
@@ -328,7 +391,7 @@ def p2p_generate(
     if generator is None:
         raise ValueError("p2p_generate needs a generator (the start state and step noise)")
     check_in_range(eta, "eta", 0.0, 1.0, low_open=True)
-    grid = sd.leading_grid(steps) if grid is None else grid
+    grid = sd.grid(steps) if grid is None else grid
     size = sd.default_image_size if size is None else int(size)
     sd.check_image_size(size, size)
     f, C = sd.vae_scale_factor, int(sd.vae.config.latent_channels)
@@ -337,6 +400,7 @@ def p2p_generate(
     draw = [z.to(sd.device) for z in draw]
     zs = [*draw[1:-1], torch.zeros_like(draw[-1])]
     null = sd.null_cond()
+    self_max_tokens = _self_tokens(sd, self_max_tokens)
     start = Inversion(
         x_T=draw[0], zs=zs, grid=grid, cond=None, guidance=float(guidance),
         eta=float(eta), x0=torch.zeros_like(draw[0]), xs=None,
@@ -349,7 +413,7 @@ def p2p_generate(
     model = RowGuidance(
         ControlledDenoiser(sd.denoiser, edit),
         [float(guidance)] * (2 * batch),
-        plain_cond(null.expand(2 * batch, *null.shape[1:])),
+        plain_cond(repeat_cond(null, 2 * batch)),
     )
     src = sd.encode_prompt([source_prompt] * batch)
     tgt = sd.encode_prompt([target_prompt] * batch)
@@ -372,6 +436,31 @@ def p2p_generate(
         "target_prompt": target_prompt,
     }
     return P2PResult(x0=out.x0[batch:], nfe=out.nfe, info=info, source=out.x0[:batch])
+
+
+def _self_tokens(sd: TextUNet, n: int | None) -> int:
+    """``n``, or the family's default (:data:`SELF_MAX_TOKENS`)."""
+    if n is None:
+        return SELF_MAX_TOKENS.get(getattr(sd, "family", "sd"), SELF_MAX_TOKENS["sd"])
+    return n
+
+
+def _is_text_cond(cond: Any) -> bool:
+    """A text condition: an embedding ``(B, L, D)`` or a dict holding one (SDXL)."""
+    states = cond.get("encoder_hidden_states") if isinstance(cond, dict) else cond
+    return isinstance(states, Tensor) and states.ndim == 3
+
+
+def _device(cond: Any) -> torch.device:
+    states = cond["encoder_hidden_states"] if isinstance(cond, dict) else cond
+    return states.device
+
+
+def _to(cond: Any, device: torch.device) -> Any:
+    """``cond`` (a tensor or a dict of tensors) on ``device``."""
+    if isinstance(cond, dict):
+        return {k: v.to(device) for k, v in cond.items()}
+    return cond.to(device)
 
 
 def _head(inv: Inversion, stop: int) -> Inversion:

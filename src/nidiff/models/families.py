@@ -78,7 +78,7 @@ FAMILIES: dict[str, Family] = {
         Family("sdxl", "Stable Diffusion XL",
                ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"),
                "nidiff.models.sdxl:StableDiffusionXL", 1024, "multiples of 8 (the VAE factor)",
-               5.0, 3.5, 50, "ddim", "ddpm", "sdxl"),
+               5.0, 3.5, 50, "ddim", "ddpm", "sdxl", attention_control=True),
         Family("sd3", "Stable Diffusion 3/3.5",
                ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline"),
                "nidiff.models.sd3:StableDiffusion3", 1024,

@@ -45,29 +45,64 @@ def window_threshold(grid: TimeGrid, fraction: float, skip: int = 0) -> float:
     return 0.5 * (float(grid.t[j]) + float(grid.t_prev[j]))
 
 
-def pair_cond(source: Tensor, target: Tensor) -> dict[str, Any]:
-    """The condition of a controlled batch ``[source rows; target rows]``: embeddings
-    ``(2B, L, D)`` and offsets ``-B`` on the target rows (row ``B + i`` is row ``i``'s target).
+def pair_cond(source: Any, target: Any) -> dict[str, Any]:
+    """The condition of a controlled batch ``[source rows; target rows]``: the rows of both
+    conditions and offsets ``-B`` on the target rows (row ``B + i`` is row ``i``'s target).
 
     Args:
-        source, target: text embeddings ``(B, L, D)`` of the same shape.
+        source, target: text embeddings ``(B, L, D)`` of the same shape (SD 1.x/2.x), or
+            conditions given as dicts with the same keys: ``encoder_hidden_states`` ``(B, L, D)``
+            and the rest per row (SDXL: ``text_embeds`` ``(B, P)``, the pooled embedding, and
+            optionally ``time_ids`` ``(B, 6)``); every entry is concatenated along the batch,
+            so each row keeps its own prompt's pooled embedding and time ids.
     """
-    if source.shape != target.shape or source.ndim != 3:
+    src, tgt = _entries(source, "source"), _entries(target, "target")
+    if src.keys() != tgt.keys():
         raise ValueError(
-            f"source and target embeddings must both be (B, L, D), got {tuple(source.shape)} "
-            f"and {tuple(target.shape)}"
+            f"source and target conditions must hold the same entries, got {sorted(src)} and "
+            f"{sorted(tgt)}"
         )
-    B = source.shape[0]
+    for key in src:
+        if src[key].shape != tgt[key].shape:
+            what = "embeddings must both be (B, L, D)" if key == "encoder_hidden_states" else key
+            raise ValueError(
+                f"source and target {what} of the same shape, got {tuple(src[key].shape)} and "
+                f"{tuple(tgt[key].shape)}"
+            )
+    states = src["encoder_hidden_states"]
+    B = states.shape[0]
     offsets = torch.cat([torch.zeros(B, dtype=torch.long), torch.full((B,), -B)])
     return {
-        "encoder_hidden_states": torch.cat([source, target]),
-        "cross_attention_kwargs": {OFFSET_KEY: offsets.to(source.device)},
+        **{key: torch.cat([src[key], tgt[key]]) for key in src},
+        "cross_attention_kwargs": {OFFSET_KEY: offsets.to(states.device)},
     }
 
 
-def plain_cond(states: Tensor) -> dict[str, Any]:
+def plain_cond(states: Any) -> dict[str, Any]:
     """An uncontrolled condition (offsets 0) with :func:`pair_cond`'s layout, e.g. the null
-    prompt of guidance, so that it concatenates with a controlled one."""
+    prompt of guidance, so that it concatenates with a controlled one; ``states`` is an
+    embedding ``(B, L, D)`` or a dict condition as :func:`pair_cond` takes."""
+    entries = _entries(states, "condition")
+    hidden = entries["encoder_hidden_states"]
+    offsets = torch.zeros(hidden.shape[0], dtype=torch.long, device=hidden.device)
+    return {**entries, "cross_attention_kwargs": {OFFSET_KEY: offsets}}
+
+
+def _entries(cond: Any, what: str) -> dict[str, Tensor]:
+    """``cond`` as a dict of per-row tensors holding ``encoder_hidden_states`` ``(B, L, D)``
+    (an embedding tensor is ``{"encoder_hidden_states": cond}``), each of batch ``B``."""
+    entries = dict(cond) if isinstance(cond, dict) else {"encoder_hidden_states": cond}
+    states = entries.get("encoder_hidden_states")
+    if not isinstance(states, Tensor) or states.ndim != 3:
+        shape = tuple(states.shape) if isinstance(states, Tensor) else type(states).__name__
+        raise ValueError(
+            f"the {what} embeddings must be (B, L, D) (or a dict holding them as "
+            f"encoder_hidden_states), got {shape}"
+        )
+    if "cross_attention_kwargs" in entries:
+        raise ValueError(f"the {what} condition is already controlled (it has offsets)")
     B = states.shape[0]
-    offsets = torch.zeros(B, dtype=torch.long, device=states.device)
-    return {"encoder_hidden_states": states, "cross_attention_kwargs": {OFFSET_KEY: offsets}}
+    for key, v in entries.items():
+        if not isinstance(v, Tensor) or v.ndim == 0 or v.shape[0] != B:
+            raise ValueError(f"the {what} condition's {key} is not a batch of {B} rows")
+    return entries
