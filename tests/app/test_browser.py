@@ -227,7 +227,7 @@ def test_studio_in_chromium(studio, chromium, tmp_path):
         assert painted[brush, 3:25].min() > 0.9, painted.mean(axis=1).round(2)
         assert painted[erase, 3:25].max() < 0.05, painted.mean(axis=1).round(2)
         record = json.loads(files["sneaker-0-ngdm-1.png.json"])
-        strength = float(page.locator("#f-ngdm_strength input[type=number]").input_value())
+        strength = float(page.locator("#f-strength input[type=number]").input_value())
         assert record["map"] == "painted"  # no weighting map: only the steps from NGDM's start
         assert record["network_calls"]["edit"] == round(strength * STEPS), strength
         ngdm = grey(files["sneaker-0-ngdm-1.png"])

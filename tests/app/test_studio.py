@@ -19,7 +19,14 @@ from nidiff.app.manipulate import Manipulation, manipulate
 from nidiff.app.methods import SEED_FIXED, available, edit_options
 from nidiff.app.session import CachedInversion, InversionCache, SessionStore
 from nidiff.app.studio import Studio, message_of
-from nidiff.methods import EF_PAPER, METHODS, OPTION_NAMES, PIXEL_DEFAULTS, method_defaults
+from nidiff.methods import (
+    EF_PAPER,
+    METHODS,
+    OPTION_NAMES,
+    PIXEL_DEFAULTS,
+    PNP_PAPER,
+    method_defaults,
+)
 
 SNEAKER = Inputs(example="sneaker-0.png", source="sneaker", target="sandal")
 
@@ -107,35 +114,57 @@ def test_fields_are_the_cli_options():
     d = app_fields.defaults()
     sdedit = method_defaults("sdedit", latent=False)["strength"]  # the registry's, as the CLI's
     assert (d["steps"], d["guidance"], d["sdedit_strength"]) == (50, 3.0, sdedit)
-    sd = app_fields.defaults(lambda method: {**EF_PAPER})
-    assert (sd["steps"], sd["guidance"], sd["source_guidance"], sd["skip"]) == (100, 15, 3.5, 36)
-    assert sd["ef_skip"] == 36
+    sd = app_fields.defaults(lambda m: method_defaults(m, latent=True, family="sd"), 64, True)
+    assert (sd["steps"], sd["source_guidance"], sd["ef_guidance"], sd["ef_skip"]) == (
+        EF_PAPER["steps"], EF_PAPER["source_guidance"], EF_PAPER["guidance"], 36)  # fmt: skip
+    assert (sd["p2p_skip"], sd["p2p_guidance"], sd["p2p_self_replace"]) == (12, 9.0, 0.2)
+    assert (sd["self_replace"], sd["pnp_guidance"]) == (PNP_PAPER["self_replace"], 10.0)
+    assert (sd["xa_guidance"], sd["zero_shot_ddim_xa_guidance"]) == (0.03, 0.1)
 
 
 def test_per_method_fields_cover_the_registry_defaults():
-    """Every per-method pixel default of the editing benchmark has its field; the methods
-    without one of their own read the shared field."""
-    per = {(m, app_fields.OPTION_OF[k]) for m, own in PIXEL_DEFAULTS.items() for k in own}
-    assert per <= set(app_fields.PER_METHOD.values())
-    assert ("ef", "strength") not in app_fields.PER_METHOD.values()  # EF's is everyone's
-    assert all(app_fields.option_field(m, o) in app_fields.PER_METHOD for m, o in per)
-    assert app_fields.option_field("p2p", "skip") == "skip"  # no own default: the shared field
+    """Every per-method pixel default of the editing benchmark has its field or is the shared
+    field's (the value most methods share); methods without one read the shared field."""
+    from nidiff.app.per_method import OPTION_OF
+
+    d = app_fields.defaults()
+    for method, own in PIXEL_DEFAULTS.items():
+        for key in own:
+            option = OPTION_OF[key]
+            assert app_fields.option_field(method, option) in d, (method, option)
+    assert ("ef", "strength") not in app_fields.PER_METHOD.values()  # EF reads no strength
+    assert app_fields.option_field("ngdm", "strength") == "strength"  # 0.7, as most share
+    assert app_fields.option_field("zero-shot", "skip") == "skip"  # 0 on SD, as most share
+    for name in app_fields.FROM_CLI:
+        assert app_fields.used_by(name, available(True) + available(False)), name
+    assert not app_fields.used_by("p2p_skip", available(False))  # hidden on pixel models
 
 
-def test_studio_defaults_are_the_clis(studio):
+#: The options the page starts per method, compared with nidiff edit's resolution.
+PER_OPTION = {"skip", "strength", "factor", "self_replace", "xa_guidance"}
+
+
+def page_is_cli(studio: Studio, steps: bool = True) -> None:
     """Each method's options as the page starts them are those ``nidiff edit`` resolves with
     no option given (one home: the registry's per-method defaults)."""
     from nidiff.cli.edit import edit, resolve_options
 
     with edit.make_context("edit", ["x.png"]) as ctx:
         given = {k: ctx.params[k] for k in OPTION_NAMES if k in ctx.params}
-        for name in available(False):
+        for name in studio.methods:
             cli = resolve_options(studio.m, name, given)
             page = edit_options(name, app_fields.validate(studio.defaults))
-            options = {"steps", "guidance"} | (
-                METHODS[name].options & {"skip", "strength", "factor"}
-            )
+            options = {"guidance"} | ({"steps"} if steps else set())
+            options |= METHODS[name].options & PER_OPTION
+            if not steps and "skip" in options:  # the same fraction of each one's steps
+                options.remove("skip")
+                frac = page["skip"] / page["steps"], cli["skip"] / cli["steps"]
+                assert abs(frac[0] - frac[1]) <= 0.5 / min(page["steps"], cli["steps"]), name
             assert {k: page[k] for k in options} == {k: cli[k] for k in options}, name
+
+
+def test_studio_defaults_are_the_clis(studio):
+    page_is_cli(studio)
 
 
 def test_skip_fields_follow_the_steps():
@@ -265,7 +294,7 @@ def test_painted_map_drives_ngdm(studio):
     lam[..., 8:20, :] = 1.0
     view = studio.prepare(SNEAKER).view
     painted = Inputs(**{**SNEAKER.__dict__, "editor": editor_value(view, lam)})
-    out = studio.edit("s", painted, ["ngdm"], fields(ngdm_strength=1.0))  # the grid's top
+    out = studio.edit("s", painted, ["ngdm"], fields(strength=1.0))  # the grid's top
     (r,) = out.results
     assert r.record["map"] == "painted" and r.calls == STEPS  # no weighting map computed
     x0 = studio.prepare(SNEAKER).x0[0]
@@ -336,6 +365,7 @@ def test_text_model_studio(tmp_path_factory):
     m = load_cli_model(str(work / "pipeline"), device="cpu", size=32)
     st = Studio(m, work / "root")
     assert st.classes is None and "p2p" in st.methods and st.defaults["steps"] == 100
+    page_is_cli(st, steps=False)  # one grid for the page: EF's 100 steps, not each paper's
     assert grid_shape(m) == (16, 16)
     inp = Inputs(example="sneaker-0.png", source="a photo of a shoe", target="a photo of a boot")
     out = st.edit("s", inp, ["ngdm", "ef"], fields(steps=4, ef_skip=1))

@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from .fields import SKIP_FIELDS, fields, follow_steps
+from .fields import SKIP_FIELDS, fields, follow_steps, used_by
 from .images import editor_value, grid_shape, view_scale
 from .inputs import EXAMPLES, Inputs, example_class, painted, read_map
 from .manipulate import Manipulation
@@ -138,10 +138,9 @@ def parameters(studio: Studio) -> dict[str, Any]:
     """One component per field, with the CLI's range, help and the model's default (P2P's
     only for text models)."""
     out, d = {}, studio.defaults
-    text = studio.m.sd is not None
     with gr.Row(equal_height=False):
         for f in fields(studio.limits):
-            shown = text or not f.name.startswith(("cross_", "self_", "p2p_"))
+            shown = used_by(f.name, studio.methods)  # hidden, still sent and checked
             kw = {"label": f.label, "info": f.info, "elem_id": f"f-{f.name}", "visible": shown}
             if f.kind is bool:
                 out[f.name] = gr.Checkbox(value=d[f.name], **kw)

@@ -5,17 +5,17 @@ range and its default are read from the click command, so the studio and the com
 cannot drift apart. The studio only tightens what the command line leaves open
 (:class:`~nidiff.app.limits.Limits`: ``steps``, draws, seeds the browser can represent).
 
-**Per-method defaults.** An option whose default depends on the method (``nidiff edit``'s
-``--strength``, ``--skip``, ``--guidance``, ``--factor``) gets one field per method that
-has its own default in the registry (:data:`nidiff.methods.PIXEL_DEFAULTS` and the
-papers' settings the pixel defaults carry: :data:`PER_METHOD`, e.g. ``ef_skip``,
-``ngdm_ef_guidance``), started at the model's
-defaults for that method (:meth:`~nidiff.cli.model.LoadedCli.defaults`, as ``nidiff edit``
-resolves them): one home for the policy. The other methods read the shared field
-(``skip``, ``guidance``), started at the model's defaults for EF (on Stable Diffusion the EF
-paper's, the method the shared inversion serves); the manipulations regenerate EF's maps
-with EF's fields. :func:`option_field` says which field an
-option of a method reads.
+**Per-method defaults.** Where the registry gives a method a default of its own (``nidiff
+edit``'s ``--strength``, ``--skip``, ``--guidance``, ``--self-replace``, ``--xa-guidance``
+on pixel models or some pipeline family), the method has a field of its own
+(:data:`PER_METHOD`, e.g. ``ef_skip``, ``ngdm_ef_guidance``, ``pnp_self_replace``); the
+others read the shared field (``skip``, ``guidance``, ...), started at the value most of them
+share (:mod:`nidiff.app.per_method`). Every field starts where ``nidiff edit`` starts the
+option for the model (:meth:`~nidiff.cli.model.LoadedCli.defaults`): one home for the policy.
+``steps``, ``eta`` and ``source_guidance`` start at EF's (on Stable Diffusion the EF paper's:
+the inversion the page reuses); the manipulations regenerate EF's maps with EF's fields.
+:func:`option_field` says which field an option of a method reads, :func:`used_by` whether
+any of a model's methods reads a field (the page hides the others).
 
 Sliders bound what a page sends, not what a crafted request sends: :func:`validate` checks
 every value again on the server, with a message that names the field.
@@ -24,48 +24,24 @@ every value again on the server, with a message that names the field.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from ..methods import METHODS, EditOptions, method_defaults
+from ..methods import COMMON, METHODS, EditOptions
 from .limits import LIMITS, Limits
+from .per_method import per_method_fields, runnable, start_values
 
 __all__ = [
     "FROM_CLI", "OWN", "PER_METHOD", "SKIP_FIELDS", "Field", "defaults", "fields", "follow_steps",
-    "option_field", "validate",
+    "option_field", "used_by", "validate",
 ]  # fmt: skip
 
-#: A key of the registry's defaults → the ``nidiff edit`` option it sets.
-OPTION_OF = {"strength": "strength", "skip_frac": "skip", "guidance": "guidance",
-             "factor_frac": "factor"}  # fmt: skip
-
-
-def _per_method() -> dict[str, tuple[str, str]]:
-    """Per-method field → (method, option): one wherever a method's pixel default
-    (:func:`nidiff.methods.method_defaults`) differs from the one most methods share."""
-    own = {}
-    for method in METHODS:
-        d = method_defaults(method, latent=False)
-        own[method] = {OPTION_OF[k]: v for k, v in d.items() if k in OPTION_OF}
-    common = {  # None: EditOptions' own default
-        option: Counter(d.get(option) for d in own.values()).most_common(1)[0][0]
-        for option in OPTION_OF.values()
-    }
-    return {
-        f"{method.replace('-', '_')}_{option}": (method, option)
-        for option in OPTION_OF.values()
-        for method, d in own.items()
-        if option in d and d[option] != common[option]
-    }
-
-
-#: Per-method field → (method, option), grouped by option (strengths, skips, guidance,
-#: factor), e.g. ``ef_skip``, ``ngdm_ef_guidance``.
-PER_METHOD: dict[str, tuple[str, str]] = _per_method()
+#: Per-method field → (method, option) (:mod:`nidiff.app.per_method`), e.g. ``ef_skip``,
+#: ``ngdm_ef_guidance``, ``pnp_self_replace``.
+PER_METHOD: dict[str, tuple[str, str]] = per_method_fields()
 #: studio field → (the ``nidiff edit`` option it is, its label in the page).
 FROM_CLI: dict[str, tuple[str, str]] = {
     "steps": ("steps", "steps"),
@@ -74,8 +50,10 @@ FROM_CLI: dict[str, tuple[str, str]] = {
     "source_guidance": ("source_guidance", "source guidance (inversion)"),
     "eta": ("eta", "η"),
     "skip": ("skip", "skip (other methods)"),
+    "strength": ("strength", "strength (other methods)"),
+    "factor": ("factor", "ILVR factor"),
     **{
-        name: (option, f"{METHODS[method].label} {option}")
+        name: (option, f"{METHODS[method].label} {option.replace('_', ' ')}")
         for name, (method, option) in PER_METHOD.items()
     },
     "sampler": ("sampler", "sampler"),
@@ -87,8 +65,12 @@ FROM_CLI: dict[str, tuple[str, str]] = {
     "stroke_blur": ("stroke_blur", "strokes: blur before k-means"),
     "preserve": ("preserve", "preserve (NGDM)"),
     "cross_replace": ("cross_replace", "P2P cross-attention"),
-    "self_replace": ("self_replace", "P2P self-attention"),
+    "self_replace": ("self_replace", "self-attention injection (other methods)"),
     "p2p_mode": ("p2p_mode", "P2P mode"),
+    "feature_replace": ("feature_replace", "PnP feature injection"),
+    "xa_guidance": ("xa_guidance", "Zero-Shot cross-attention guidance (other methods)"),
+    "noise_reg_steps": ("noise_reg_steps", "Zero-Shot (DDIM) noise regularisation"),
+    "inversion_steps": ("inversion_steps", "PnP (DDIM) inversion steps"),
 }
 #: The fields that count skipped steps (``nidiff edit``'s ``--skip``): they follow ``steps``.
 SKIP_FIELDS = tuple(name for name, (option, _) in FROM_CLI.items() if option == "skip")
@@ -155,6 +137,9 @@ def fields(limits: Limits = LIMITS) -> tuple[Field, ...]:
         "factor": 64,  # the slider's top: the command line has none
         "clusters": 32,
         "stroke_blur": 8.0,
+        "xa_guidance": 1.0,
+        "noise_reg_steps": 20,
+        "inversion_steps": 1000,  # PnP's own (DDIM inversion: one call a step)
     }
     out = []
     for name, (option, label) in FROM_CLI.items():
@@ -182,17 +167,33 @@ def option_field(method: str, option: str) -> str:
     return own if own in PER_METHOD else option
 
 
+def used_by(name: str, methods: list[str]) -> bool:
+    """Whether one of ``methods`` reads field ``name`` (its own, or a shared one it has no own
+    field for)."""
+    if name in PER_METHOD:
+        return PER_METHOD[name][0] in methods
+    option = FROM_CLI[name][0]
+    if option in COMMON or option == "seed":
+        return True
+    return any(
+        (option in METHODS[m].options or option == "guidance") and option_field(m, option) == name
+        for m in methods
+    )
+
+
 def defaults(
-    model_defaults: Callable[[str], dict[str, Any]] | None = None, side: int = 28
+    model_defaults: Callable[[str], dict[str, Any]] | None = None,
+    side: int = 28,
+    text_model: bool = False,
 ) -> dict[str, Any]:
-    """Every field's start value: ``nidiff edit``'s defaults, overlaid with the model's own
-    (``model_defaults(method)``, i.e. ``LoadedCli.defaults``; ``None``: the registry's pixel
-    defaults, :func:`nidiff.methods.method_defaults`), resolved as ``nidiff edit`` resolves
-    them: a skip is ``round(skip_frac × steps)``, ILVR's factor
-    :func:`~nidiff.methods.default_factor` of the image ``side``. Shared fields take the
-    defaults of ``ef``, per-method fields their method's (module docs)."""
+    """Every field's start value for a model: ``nidiff edit``'s defaults, overlaid with the
+    model's own (``model_defaults(method)``, i.e. ``LoadedCli.defaults``; ``None``: the
+    registry's pixel defaults), resolved as ``nidiff edit`` resolves them
+    (:func:`~nidiff.app.per_method.start_values`): ``steps``, ``eta`` and
+    ``source_guidance`` EF's, each shared field the value most methods share, each per-method
+    field its method's (module docs). ``side``: the image side (ILVR's factor)."""
     from ..cli.edit import edit
-    from ..methods import default_factor, method_defaults
+    from ..methods import method_defaults
 
     if model_defaults is None:
 
@@ -204,24 +205,15 @@ def defaults(
     for f in fields():
         if f.kind is str and values[f.name] is None:  # the command line's None: OWN
             values[f.name] = OWN
-    shared = model_defaults("ef")
-    for name in ("steps", "eta", "guidance", "source_guidance"):
-        values[name] = shared.get(name, values[name])
-
-    def resolved(own: dict[str, Any], option: str) -> Any:
-        if option == "skip":
-            return round(own["skip_frac"] * values["steps"])
-        if option == "factor":
-            return default_factor(side, own.get("factor_frac", 4 / side))
-        return own.get(option, values[option] if option in values else cli[option])
-
-    values["skip"] = resolved(shared, "skip")
-    for name, (method, option) in PER_METHOD.items():
-        values[name] = resolved(model_defaults(method), option)
+    ef = model_defaults("ef")
+    for name in ("steps", "eta", "source_guidance"):
+        values[name] = ef.get(name, values[name])
+    values |= start_values(model_defaults, text_model, PER_METHOD, cli, values["steps"], side)
     for name, (option, _) in FROM_CLI.items():
-        if values[name] is None:  # a method's own option: the default of the methods reading
-            readers = [model_defaults(m) for m, spec in METHODS.items() if option in spec.options]
-            own = (d[option] for d in readers if option in d)  # it, else EditOptions' own
+        if values[name] is None:  # an option the registry resolves per model (e.g. strokes')
+            readers = (model_defaults(m) for m in runnable(text_model) if option in
+                       METHODS[m].options)  # fmt: skip
+            own = (d[option] for d in readers if option in d)  # else EditOptions' own
             values[name] = next(own, getattr(EditOptions(), option))
     return values
 

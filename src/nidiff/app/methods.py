@@ -64,7 +64,9 @@ def stochastic(name: str) -> bool:
 def available(text_model: bool) -> list[str]:
     """The methods a model can run, in the registry's order (text-only ones need a text
     model, pixel-only ones a pixel model)."""
-    return [n for n, m in METHODS.items() if not (m.pixel_only if text_model else m.text_only)]
+    from .per_method import runnable
+
+    return runnable(text_model)
 
 
 def takes_map(name: str) -> bool:
@@ -77,12 +79,13 @@ def edit_options(method: str, p: dict[str, Any]) -> dict[str, Any]:
     option the fields carry (the rest keep :class:`EditOptions`' own), each per-method option
     (strength, skip, guidance, factor) from the method's own field where it has one
     (:func:`~nidiff.app.fields.option_field`: the registry's per-method defaults)."""
-    from .fields import PER_METHOD, option_field
+    from .fields import option_field
+    from .per_method import OPTION_OF
 
     opts = {name: p[name] for name in OPTION_NAMES if name in p}
     if not takes_eta(opts.get("sampler")):  # the page always sends η; nidiff edit leaves it
         opts["eta"] = None  # out for such a sampler unless given
-    for option in {o for _, o in PER_METHOD.values()}:
+    for option in OPTION_OF.values():
         name = option_field(method, option)
         if name in p:
             opts[option] = p[name]

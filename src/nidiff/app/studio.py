@@ -108,7 +108,7 @@ class Studio:
         self.store = SessionStore(limits.max_sessions, limits.cache_entries, limits.cache_bytes)
         self.outputs = Outputs(self.root)
         self.methods = available(m.sd is not None)
-        self.defaults = defaults(m.defaults, side=m.size // m.factor)
+        self.defaults = defaults(m.defaults, m.size // m.factor, m.sd is not None)
 
     @property
     def classes(self) -> list[str] | None:
