@@ -117,7 +117,8 @@ def test_run_rejects_bad_settings_before_building(kwargs):
 
 
 def test_presets():
-    assert sd_speed.PRESETS["full"] == sd_speed.Preset(size=512, steps=50, repeats=3, warmup=1)
+    assert sd_speed.PRESETS["full"] == sd_speed.Preset(size=None, steps=None, repeats=3, warmup=1)
+    assert sd_speed.PRESETS["full"].family == "sd"  # SD 1.x: 512², 50 steps
     assert sd_speed.PRESETS["quick"].repeats == 1
 
 
@@ -147,8 +148,8 @@ def test_markdown_cells():
     text = sd_speed.markdown(fake_result())
     lines = text.splitlines()
     assert lines[0].startswith(
-        "Seconds per edit, SD 1.x architecture, random weights, 512² (50 steps, latent 4×64×64), "
-        "float16 on GPU X (cuda), 16 threads; median of 3 after 1 warm-up"
+        "Seconds per edit, family sd: SD 1.x architecture, random weights, 512² (50 steps, latent "
+        "4×64×64), float16 on GPU X (cuda), 16 threads; median of 3 after 1 warm-up"
     )
     assert "| NGDM | 6 | 1.50 | 120 | 50×2, 1×20 | 5.4 | 45.0 | 0.5 | 0.01 | 0.90 |" in lines
     assert "| EF | 8 | 2.00 | 164 | 82×2 | 6.4 | 39.0 | 0.5 | 0.01 | 0.80 |" in lines

@@ -1,4 +1,4 @@
-r"""Seconds per edit at Stable Diffusion scale: NGDM, EF and diffusers' LEDITS++ at equal steps.
+r"""Seconds per edit at full model scale: NGDM, EF, diffusers' LEDITS++ and FlowEdit, per family.
 
 One pipeline with **Stable Diffusion 1.x's architecture and random weights**
 (:mod:`nidiff.bench._sd_random`: SD 1.5's UNet, SD's VAE and CLIP text encoder, SD's
@@ -45,82 +45,122 @@ Note on attention: nidiff runs the UNet with its default attention (PyTorch's
 than the same calls in NGDM or EF. That is the cost of the pipeline as shipped and is included.
 The processors are restored after every LEDITS++ edit.
 
-Presets: ``full`` (512², 50 steps, 1 warm-up and 3 timed edits per method; for a GPU) and
-``quick`` (256², 8 steps, one timed edit per method without warm-up; about 6 minutes on two
-CPU cores, most of it in the UNet).
+**Families** (the preset field ``family``: ``--set family=sdxl`` or ``nidiff bench sd-speed
+--family sdxl``): ``sd`` (the default, described above), and on random full-size architectures
+of :mod:`nidiff.bench._sd_random`'s kind (:mod:`nidiff.bench._sd_families`; SDXL base 2.57 B
+UNet + CLIP-L + OpenCLIP-bigG, SD3 medium 2.03 B MMDiT + CLIP-L/G + T5-XXL, FLUX.1-dev 11.9 B
+transformer + CLIP-L + T5-XXL):
+
+* ``sdxl``: NGDM, EF, EF + DPM++ SDE (all on SDXL's own leading grid with offset 1) and
+  ``diffusers.LEditsPPPipelineStableDiffusionXL`` on the same modules (its defaults: no
+  attention masks);
+* ``sd3`` and ``flux``: NGDM (from the grid's first time of positive SNR, as ``nidiff edit``),
+  EF (DDPM-like η = 1 steps of the flow process) and nidiff's **FlowEdit**
+  (:func:`nidiff.editing.flowedit.flowedit`) at FlowEdit's published settings
+  (:data:`nidiff.defaults.FLOWEDIT_PAPER`: SD3 50 steps, n_max 33, guidance 3.5 / 13.5; FLUX 28
+  steps, n_max 24, guidance 1.5 / 5.5 distilled), EF at the same guidances; diffusers has no
+  FlowEdit or LEDITS++ for them, so no diffusers baseline. ``t5=false`` leaves SD3's T5 out.
+
+Before anything is built, the networks' parameters are counted on the ``meta`` device; a
+pipeline whose parameters alone exceed the device's free memory (``MemAvailable`` on the CPU)
+is refused with one line naming both (FLUX.1-dev at float32: 16.7 B parameters, 62 GiB).
+``arch=tiny`` takes each family's tiny configs instead (tests).
+
+Presets: ``full`` (the family's size and steps — SD 512², 50; SDXL 1024², 50; SD3 1024², 50;
+FLUX 1024², 28 —, 1 warm-up and 3 timed edits per method; for a GPU), ``quick`` (256², 8 steps,
+one timed edit per method without warm-up; SD: about 6 minutes on two CPU cores, most of it in
+the UNet) and ``tiny`` (the tiny architectures, 32², 2 steps: the code path of a family in
+seconds).
 
     python -m nidiff.bench.sd_speed --device cuda --dtype float16 --out bench-sd-speed  # full
     python -m nidiff.bench.sd_speed --quick --out bench-sd-speed                        # CPU
+    nidiff bench sd-speed --device cuda --set family=sdxl --set dtype=float16           # SDXL
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import platform
-import statistics
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
 
-from nidiff.methods import EF_PAPER
-
-from ._device import hardware, sync, timed
-from ._report import report
+from ._device import hardware
+from ._report import progress, report
+from ._sd_families import ARCHITECTURES, FamilyArchitecture, check_memory, without_t5
+from ._sd_methods import (
+    EDIT_CONCEPTS,
+    EF_SDE,
+    FAMILY_METHODS,
+    FAMILY_SIZE,
+    FAMILY_STEPS,
+    LEDITS_SKIP,
+    MAP_DRAWS,
+    MAP_STRENGTH,
+    SOURCE,
+    TARGET,
+    ledits_grid_steps,
+    ledits_pipeline,
+    settings,
+)
+from ._sd_methods import edits as _methods
 from ._sd_random import SD15, Architecture, random_components
+from ._sd_report import markdown
+from ._sd_timing import NETWORK, Hooks, rows, test_image, time_edits
 
 __all__ = [
     "ALL_METHODS",
+    "FAMILIES",
     "METHODS",
     "PRESETS",
     "Preset",
     "ef_sde_nfe",
+    "ledits_grid_steps",
     "main",
     "markdown",
     "nidiff_nfe",
     "run",
 ]
 
-SOURCE, TARGET = "a photo of a cat", "a photo of a dog"
-EDIT_CONCEPTS = ("dog",)  # LEDITS++: one concept added (batch 2 per step, as a guided step)
-MAP_DRAWS, MAP_STRENGTH = 10, 0.5  # NGDM Sec. 3.4 / 4.1
-NGDM_GUIDANCE = 7.5
-EF_SOURCE_GUIDANCE, EF_GUIDANCE = EF_PAPER["source_guidance"], EF_PAPER["guidance"]  # EF Sec. 6
-EF_SKIP_FRACTION = EF_PAPER["skip_frac"]
-LEDITS_SKIP = 0.15  # LEDITS++'s default fraction
-EF_SDE = "EF + DPM++ SDE"
-#: The methods timed by default; ALL_METHODS adds EF with LEDITS++'s solver at its NFE.
-METHODS = ("NGDM", "EF", "LEDITS++")
-ALL_METHODS = ("NGDM", "EF", EF_SDE, "LEDITS++")
+#: The methods timed by default on SD 1.x; ALL_METHODS adds EF with LEDITS++'s solver at its NFE.
+METHODS = FAMILY_METHODS["sd"][1]
+ALL_METHODS = FAMILY_METHODS["sd"][0]
+#: The families the benchmark runs (the preset field ``family``).
+FAMILIES = tuple(FAMILY_METHODS)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_SD = settings("sd", 1)
+NGDM_GUIDANCE, EF_GUIDANCE = _SD.ngdm_guidance, _SD.ef_guidance
+EF_SOURCE_GUIDANCE = _SD.ef_source_guidance
+_ledits_pipeline = ledits_pipeline  # the names the tests have always used
+_test_image = test_image
 
 
 @dataclass(frozen=True)
 class Preset:
-    """Image side in pixels, steps ``N`` of every method, untimed and timed edits per method."""
+    """Image side in pixels and steps ``N`` of every method (``None``: the family's, module
+    docstring), untimed and timed edits per method, the family, its architecture (``full``
+    sizes or ``tiny``), SD3's T5 encoder, the methods (``None``: the family's default) and the
+    networks' dtype."""
 
-    size: int
-    steps: int
+    size: int | None
+    steps: int | None
     repeats: int
     warmup: int = 1
+    family: str = "sd"
+    arch: str = "full"
+    t5: bool = True
+    methods: tuple[str, ...] | None = None
+    dtype: str = "float32"
 
 
 PRESETS = {
-    "full": Preset(size=512, steps=50, repeats=3),
+    "full": Preset(size=None, steps=None, repeats=3),
     "quick": Preset(size=256, steps=8, repeats=1, warmup=0),
+    "tiny": Preset(size=32, steps=2, repeats=1, warmup=0, arch="tiny"),
 }
-
-
-def ledits_grid_steps(steps: int) -> int:
-    """The leading grid LEDITS++ sets for ``steps`` inversion steps, ``int(steps·(1 + skip))``
-    (it runs the last ``steps`` of it)."""
-    return int(steps * (1 + LEDITS_SKIP))
 
 
 def ef_sde_nfe(steps: int) -> int:
@@ -130,149 +170,47 @@ def ef_sde_nfe(steps: int) -> int:
 
 
 def nidiff_nfe(steps: int, map_draws: int = MAP_DRAWS) -> dict[str, int]:
-    """NFE of nidiff's two edits at ``steps`` (guided calls count 2): NGDM ``2n + 2N``,
-    EF ``2N + 2(N − skip)`` with ``skip = round(0.36 N)``."""
-    skip = round(EF_SKIP_FRACTION * steps)
+    """NFE of nidiff's two edits on SD 1.x at ``steps`` (guided calls count 2): NGDM
+    ``2n + 2N``, EF ``2N + 2(N − skip)`` with ``skip = round(0.36 N)``."""
+    skip = settings("sd", steps).ef_skip
     return {"NGDM": 2 * map_draws + 2 * steps, "EF": 2 * steps + 2 * (steps - skip)}
 
 
-class _Hooks:
-    """Forward hooks timing the inside of named modules; the UNet's calls are also counted by
-    batch size."""
-
-    def __init__(self, modules: dict[str, nn.Module], device: torch.device):
-        self.device = device
-        self.seconds: dict[str, float] = {name: 0.0 for name in modules}
-        self.batches: Counter[int] = Counter()
-        self._start: dict[str, float] = {}
-        self._handles = []
-        for name, module in modules.items():
-            self._handles.append(
-                module.register_forward_pre_hook(self._pre(name), with_kwargs=True)
-            )
-            self._handles.append(module.register_forward_hook(self._post(name)))
-
-    def _pre(self, name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            if name == "unet":
-                x = args[0] if args else kwargs["sample"]
-                self.batches[int(x.shape[0])] += 1
-            sync(self.device)
-            self._start[name] = time.perf_counter()
-
-        return hook
-
-    def _post(self, name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple, out: Any) -> None:
-            sync(self.device)
-            self.seconds[name] += time.perf_counter() - self._start.pop(name)
-
-        return hook
-
-    def reset(self) -> None:
-        self.seconds = dict.fromkeys(self.seconds, 0.0)
-        self.batches.clear()
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
+def _architecture(p: Preset, arch: Architecture | FamilyArchitecture | None) -> Any:
+    if arch is not None:
+        return arch
+    if p.family == "sd":
+        if p.arch != "full":
+            raise ValueError("family sd has only the full architecture (tests pass a tiny one)")
+        return SD15
+    chosen = ARCHITECTURES[p.arch][p.family]
+    return chosen if p.t5 or p.family != "sd3" else without_t5(chosen)
 
 
-def _test_image(size: int, device: torch.device, seed: int) -> Tensor:
-    """A smooth random colour image ``(1, 3, size, size)`` in ``[-1, 1]`` (seeded)."""
-    g = torch.Generator().manual_seed(seed)
-    coarse = torch.randn(1, 3, 8, 8, generator=g)
-    up = nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
-    return torch.tanh(up).to(device)
-
-
-def _methods(
-    sd: Any, pipe: Any, image: Tensor, steps: int, seed: int
-) -> dict[str, Callable[[], Tensor]]:
-    """One edit of each method, from ``image`` to the edited image (module docstring)."""
-    from nidiff.editing import ngdm, weighting_map
-    from nidiff.inversion import edit_friendly_invert, edit_friendly_regenerate
-
-    dev, process = sd.device, sd.process
-    grid = sd.leading_grid(steps)
-    skip = round(EF_SKIP_FRACTION * steps)
-    image01 = (image + 1) / 2
-    unet_processors = dict(sd.unet.attn_processors)
-
-    def gen(k: int) -> torch.Generator:
-        return torch.Generator(device=dev).manual_seed(seed + k)
-
-    def prompts() -> tuple[Tensor, Tensor, Tensor]:
-        src, tgt, null = sd.encode_prompt([SOURCE, TARGET, ""]).split(1)
-        return src, tgt, null
-
-    def ngdm_edit() -> Tensor:
-        z0 = sd.encode_image(image)
-        src, tgt, null = prompts()
-        g = gen(1)
-        wm = weighting_map(
-            sd.denoiser, z0, process, source_cond=src, target_cond=tgt, strength=MAP_STRENGTH,
-            n=MAP_DRAWS, generator=g,
-        )  # fmt: skip
-        res = ngdm(
-            sd.denoiser, z0, process, grid, wm.lam, cond=tgt, guidance=NGDM_GUIDANCE,
-            null_cond=null, generator=g,
-        )  # fmt: skip
-        return sd.decode_latents(res.x0)
-
-    def ef_edit() -> Tensor:
-        z0 = sd.encode_image(image)
-        src, tgt, null = prompts()
-        inv = edit_friendly_invert(
-            sd.denoiser, z0, process, grid, cond=src, guidance=EF_SOURCE_GUIDANCE,
-            null_cond=null, generator=gen(2),
-        )  # fmt: skip
-        res = edit_friendly_regenerate(
-            sd.denoiser, inv, process, cond=tgt, guidance=EF_GUIDANCE, null_cond=null, skip=skip
+def _check(p: Preset) -> None:
+    if p.family not in FAMILIES:
+        raise ValueError(f"family={p.family!r}: choose one of {', '.join(FAMILIES)}")
+    if p.arch not in ARCHITECTURES:
+        raise ValueError(f"arch={p.arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+    if not p.t5 and p.family != "sd3":
+        raise ValueError(f"t5=false applies to sd3 only, not {p.family}")
+    if p.steps < 1 or p.repeats < 1 or p.warmup < 0:
+        raise ValueError(f"steps={p.steps} and repeats={p.repeats} must be >= 1, warmup >= 0")
+    multiple = 32 if p.family in ("sd", "sdxl") else 16
+    if p.size <= 0 or p.size % multiple:
+        why = "LEDITS++ needs it" if multiple == 32 else "VAE factor 8 × patch 2"
+        raise ValueError(f"size={p.size} must be a positive multiple of {multiple} ({why})")
+    if p.dtype not in DTYPES:
+        raise ValueError(f"dtype={p.dtype!r} must be one of {', '.join(DTYPES)}")
+    every = FAMILY_METHODS[p.family][0]
+    if not p.methods or any(m not in every for m in p.methods):
+        raise ValueError(
+            f"methods {list(p.methods or ())}: choose among {', '.join(every)} for {p.family}"
         )
-        return sd.decode_latents(res.x0)
-
-    def ef_sde_edit() -> Tensor:
-        z0 = sd.encode_image(image)
-        src, tgt, null = prompts()
-        sub = sd.leading_grid(ledits_grid_steps(steps))[-steps:]
-        inv = edit_friendly_invert(
-            sd.denoiser, z0, process, sub, cond=src, rule=process.sampler("dpm++2m-sde"),
-            generator=gen(4),
-        )  # fmt: skip
-        res = edit_friendly_regenerate(
-            sd.denoiser, inv, process, cond=tgt, guidance=EF_GUIDANCE, null_cond=null
-        )
-        return sd.decode_latents(res.x0)
-
-    def ledits_edit() -> Tensor:
-        try:
-            pipe.invert(
-                image=image01, num_inversion_steps=steps, skip=LEDITS_SKIP, generator=gen(3)
-            )
-            out = pipe(editing_prompt=list(EDIT_CONCEPTS), output_type="pt", return_dict=True)
-        finally:
-            sd.unet.set_attn_processor(dict(unet_processors))  # it empties the dict
-        return out.images
-
-    return {"NGDM": ngdm_edit, "EF": ef_edit, EF_SDE: ef_sde_edit, "LEDITS++": ledits_edit}
 
 
-def _ledits_pipeline(sd: Any) -> Any:
-    """diffusers' LEDITS++ pipeline on ``sd``'s modules, with SDE-DPM-Solver++ (2nd order)
-    made from a copy of ``sd``'s scheduler config."""
-    from diffusers import DPMSolverMultistepScheduler, LEditsPPPipelineStableDiffusion
-
-    sched = DPMSolverMultistepScheduler.from_config(
-        sd.scheduler.config, algorithm_type="sde-dpmsolver++", solver_order=2
-    )
-    pipe = LEditsPPPipelineStableDiffusion(
-        vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
-        scheduler=sched, safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )  # fmt: skip
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def _params(m: Any) -> int:
+    return sum(q.numel() for q in m.parameters())
 
 
 def run(
@@ -283,223 +221,184 @@ def run(
     size: int | None = None,
     steps: int | None = None,
     repeats: int | None = None,
-    dtype: str = "float32",
-    arch: Architecture = SD15,
+    dtype: str | None = None,
+    arch: Architecture | FamilyArchitecture | None = None,
     seed: int = 0,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] | None = None,
+    family: str | None = None,
 ) -> dict[str, Any]:
-    """Time one edit of NGDM, EF and LEDITS++ at equal steps; return a JSON-safe dict.
+    """Time one edit of each method of a family at equal steps; return a JSON-safe dict.
 
     Args:
         quick: the ``quick`` preset instead of ``full`` (ignored when ``preset`` is given).
         device: torch device.
-        preset: a custom :class:`Preset`; ``size``, ``steps``, ``repeats`` override its fields.
+        preset: a custom :class:`Preset`; ``size``, ``steps``, ``repeats``, ``dtype``,
+            ``methods`` and ``family`` override its fields.
         dtype: ``float32``, ``float16`` or ``bfloat16`` for the networks (float16 is meant for
             CUDA; latents and nidiff's sampler math stay float32).
-        arch: the pipeline's configs (default SD 1.x; tests pass a tiny one).
+        arch: the pipeline's configs instead of the preset's (an :class:`Architecture` for SD,
+            a :class:`~nidiff.bench._sd_families.FamilyArchitecture` for the others).
         seed: weights, image and every method's noise.
-        methods: which of :data:`ALL_METHODS` to time (in that order; default
-            :data:`METHODS`); ratios are to LEDITS++ when it is among them.
+        methods: which of the family's methods to time (in the family's order; default
+            :data:`METHODS` on SD, every method elsewhere); ratios are to LEDITS++ when it is
+            among them, else to FlowEdit.
 
     Returns:
         ``{"rows": [...], "ratios": {...}, "config": {...}}``; each row has ``method``,
         ``seconds`` (per timed edit), ``median_s``, ``nfe``, ``calls`` (``{batch: count}`` of
-        the UNet), ``unet_s``, ``vae_s``, ``text_s`` and ``unet_share`` (medians), the ratios
-        ``NGDM/LEDITS++`` and ``EF/LEDITS++`` of the medians.
+        the UNet or transformer), ``unet_s`` (time inside it), ``vae_s``, ``text_s`` and
+        ``unet_share`` (medians), the ratios of the medians to the baseline.
+
+    Raises:
+        ValueError: a bad setting, or parameters that do not fit the device's free memory
+            (both before anything is built).
     """
     import diffusers
     import transformers
     from diffusers.utils import logging as diffusers_logging
 
-    from nidiff.models.stable_diffusion import StableDiffusion
-
     p = preset if preset is not None else PRESETS["quick" if quick else "full"]
-    overrides = {"size": size, "steps": steps, "repeats": repeats}
-    p = Preset(**{**asdict(p), **{k: int(v) for k, v in overrides.items() if v is not None}})
-    if p.steps < 1 or p.repeats < 1 or p.warmup < 0:
-        raise ValueError(f"steps={p.steps} and repeats={p.repeats} must be >= 1, warmup >= 0")
-    if p.size <= 0 or p.size % 32:
-        raise ValueError(f"size={p.size} must be a positive multiple of 32 (LEDITS++ needs it)")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype={dtype!r} must be one of {', '.join(DTYPES)}")
-    if not methods or any(m not in ALL_METHODS for m in methods):
-        raise ValueError(f"methods {list(methods)}: choose among {', '.join(ALL_METHODS)}")
-    methods = tuple(m for m in ALL_METHODS if m in methods)
+    overrides = {"size": size, "steps": steps, "repeats": repeats, "dtype": dtype,
+                 "methods": methods, "family": family}  # fmt: skip
+    p = replace(p, **{k: v for k, v in overrides.items() if v is not None})
+    if isinstance(arch, FamilyArchitecture):
+        p = replace(p, family=arch.family)
+    elif isinstance(arch, Architecture):
+        p = replace(p, family="sd")
+    if p.family in FAMILY_METHODS:
+        p = replace(
+            p, size=FAMILY_SIZE[p.family] if p.size is None else int(p.size),
+            steps=FAMILY_STEPS[p.family] if p.steps is None else int(p.steps),
+            methods=FAMILY_METHODS[p.family][1] if p.methods is None else tuple(p.methods),
+        )  # fmt: skip
+    _check(p)
+    methods = tuple(m for m in FAMILY_METHODS[p.family][0] if m in p.methods)
     dev = torch.device(device)
+    torch_dtype = DTYPES[p.dtype]
+    a = _architecture(p, arch)
     diffusers_logging.set_verbosity_error()
 
     t0 = time.perf_counter()
-    parts = random_components(arch, seed)
-    sd = StableDiffusion(**parts, device=dev, dtype=DTYPES[dtype])
-    pipe = _ledits_pipeline(sd)
+    if p.family == "sd":
+        from nidiff.models.stable_diffusion import StableDiffusion
+
+        space = StableDiffusion(**random_components(a, seed), device=dev, dtype=torch_dtype)
+        counts = {"network": _params(space.unet), "vae": _params(space.vae),
+                  "text": _params(space.text_encoder)}  # fmt: skip
+    else:
+        from ._sd_families import build_space, parameter_count
+
+        counts = parameter_count(a)
+        check_memory(a.name, sum(counts.values()), torch_dtype, dev)
+        progress("sd-speed", f"building {a.name} ({sum(counts.values()) / 1e9:.2f} B params)")
+        space = build_space(a, seed, dev, torch_dtype)
+    pipe = ledits_pipeline(space) if "LEDITS++" in methods else None
     build_s = time.perf_counter() - t0
 
-    image = _test_image(p.size, dev, seed)
-    hooks = _Hooks(
-        {
-            "unet": sd.unet,
-            "vae_encoder": sd.vae.encoder,
-            "vae_decoder": sd.vae.decoder,
-            "text": sd.text_encoder,
-        },
+    image = test_image(p.size, dev, seed)
+    encoders = [getattr(space, n, None) for n in ("text_encoder", "text_encoder_2",
+                                                   "text_encoder_3")]  # fmt: skip
+    network = space.unet if hasattr(space, "unet") else space.transformer
+    hooks = Hooks(
+        {NETWORK: network, "vae_encoder": space.vae.encoder, "vae_decoder": space.vae.decoder,
+         "text": [e for e in encoders if e is not None]},
         dev,
-    )
-    every = _methods(sd, pipe, image, p.steps, seed)
+    )  # fmt: skip
+    every = _methods(space, pipe, image, p.steps, seed)
     chosen = {m: every[m] for m in methods}
-    records: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     try:
-        with torch.no_grad():
-            for _ in range(p.warmup):
-                for fn in chosen.values():
-                    fn()
-            for _ in range(p.repeats):
-                for name, fn in chosen.items():
-                    hooks.reset()
-                    out, wall = timed(dev, fn)
-                    if not bool(torch.isfinite(out).all()):
-                        raise RuntimeError(f"{name} made a non-finite image (try --dtype float32)")
-                    records[name].append(
-                        {"wall": wall, "batches": dict(hooks.batches), **hooks.seconds}
-                    )
+        records = time_edits(chosen, hooks, dev, p.warmup, p.repeats,
+                             lambda message: progress("sd-speed", message))  # fmt: skip
     finally:
         hooks.remove()
 
-    rows = []
-    for name in methods:
-        recs = records[name]
-        batches = recs[0]["batches"]
-        rows.append(
-            {
-                "method": name,
-                "seconds": [r["wall"] for r in recs],
-                "median_s": statistics.median(r["wall"] for r in recs),
-                "nfe": sum(b * n for b, n in batches.items()),
-                "calls": {str(b): n for b, n in sorted(batches.items())},
-                "unet_s": statistics.median(r["unet"] for r in recs),
-                "vae_s": statistics.median(r["vae_encoder"] + r["vae_decoder"] for r in recs),
-                "text_s": statistics.median(r["text"] for r in recs),
-                "unet_share": statistics.median(r["unet"] / r["wall"] for r in recs),
-            }
-        )
-    by = {r["method"]: r["median_s"] for r in rows}
-    ratios = {}
-    if "LEDITS++" in by:
-        ratios = {f"{m}/LEDITS++": by[m] / by["LEDITS++"] for m in methods if m != "LEDITS++"}
+    table = rows(records)
+    by = {r["method"]: r["median_s"] for r in table}
+    base = next((b for b in ("LEDITS++", "FlowEdit") if b in by), None)
+    ratios = {} if base is None else {f"{m}/{base}": by[m] / by[base] for m in methods if m != base}
+    s = settings(p.family, p.steps)
+    latent = [int(space.vae.config.latent_channels), *(2 * [p.size // space.vae_scale_factor])]
     config = {
         "preset": None if preset is not None else ("quick" if quick else "full"),
         **asdict(p),
+        "methods": list(methods),
         "device": str(dev),
         "hardware": hardware(dev),
-        "dtype": dtype,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
         "transformers": transformers.__version__,
         "platform": platform.platform(),
-        "architecture": arch.name,
-        "unet_params_m": sum(q.numel() for q in sd.unet.parameters()) / 1e6,
-        "latent": [int(sd.vae.config.latent_channels), *(2 * [p.size // sd.vae_scale_factor])],
+        "architecture": a.name,
+        "network": type(network).__name__,
+        "params_m": {k: v / 1e6 for k, v in counts.items()},
+        "unet_params_m": counts["network"] / 1e6,
+        "latent": latent,
         "build_s": build_s,
         "seed": seed,
         "ngdm": {"map_draws": MAP_DRAWS, "map_strength": MAP_STRENGTH,
-                 "guidance": NGDM_GUIDANCE, "eta": 1.0, "grid": "leading"},
-        "ef": {"source_guidance": EF_SOURCE_GUIDANCE, "guidance": EF_GUIDANCE,
-               "skip": round(EF_SKIP_FRACTION * p.steps), "eta": 1.0, "grid": "leading"},
+                 "guidance": s.ngdm_guidance, "eta": 1.0, "grid": _grid_name(p.family)},
+        "ef": {"source_guidance": s.ef_source_guidance, "guidance": s.ef_guidance,
+               "skip": s.ef_skip, "eta": 1.0, "grid": _grid_name(p.family)},
         **({"ef_sde": {"sampler": "dpm++2m-sde", "source_guidance": 1.0,
-                       "guidance": EF_GUIDANCE, "skip": 0, "grid": (
+                       "guidance": s.ef_guidance, "skip": 0, "grid": (
                            f"last {p.steps} of the {ledits_grid_steps(p.steps)}-step leading "
                            "grid (LEDITS++'s)")}} if EF_SDE in methods else {}),
-        "methods": list(methods),
-        "ledits": {"scheduler": "sde-dpmsolver++ (2nd order)", "skip": LEDITS_SKIP,
-                   "editing_prompt": list(EDIT_CONCEPTS), "source_prompt": ""},
+        **({"ledits": {"pipeline": type(pipe).__name__,
+                       "scheduler": "sde-dpmsolver++ (2nd order)", "skip": LEDITS_SKIP,
+                       "editing_prompt": list(EDIT_CONCEPTS), "source_prompt": ""}}
+           if pipe is not None else {}),
+        **({"flowedit": {"steps": p.steps, "skip": s.flowedit_skip,
+                         "n_max": p.steps - s.flowedit_skip, "n_avg": 1,
+                         "source_guidance": s.ef_source_guidance, "guidance": s.ef_guidance}}
+           if "FlowEdit" in methods else {}),
         "prompts": {"source": SOURCE, "target": TARGET},
     }  # fmt: skip
-    return {"rows": rows, "ratios": ratios, "config": config}
+    return {"rows": table, "ratios": ratios, "config": config}
 
 
-def _fmt(x: float) -> str:
-    return "nan" if not math.isfinite(x) else f"{x:.3g}" if x < 10 else f"{x:.1f}"
-
-
-def _timing(repeats: int, warmup: int) -> str:
-    timed = "one timed edit" if repeats == 1 else f"median of {repeats}"
-    return f"{timed} after {warmup} warm-up" if warmup else f"{timed}, no warm-up"
-
-
-def markdown(result: dict[str, Any]) -> str:
-    """The table of a :func:`run` result: seconds per edit, ratio to LEDITS++, NFE, UNet calls,
-    time inside the networks (and the UNet's per evaluation) and the UNet's share of the wall
-    time."""
-    c = result["config"]
-    device = c["hardware"] if c["device"] == "cpu" else f"{c['hardware']} ({c['device']})"
-    lines = [
-        f"Seconds per edit, {c['architecture']}, {c['size']}² ({c['steps']} steps, latent "
-        f"{'×'.join(map(str, c['latent']))}), {c['dtype']} on {device}, {c['threads']} threads; "
-        f"{_timing(c['repeats'], c['warmup'])}; torch {c['torch']}, diffusers "
-        f"{c['diffusers']}. Times include VAE encode/decode and text encoding.",
-        "",
-        "| method | s / edit | × LEDITS++ | NFE | UNet calls × batch | UNet s | UNet ms / NFE "
-        "| VAE s | text s | UNet share |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
-    ]
-    ledits = next((r["median_s"] for r in result["rows"] if r["method"] == "LEDITS++"), None)
-    for r in result["rows"]:
-        calls = ", ".join(f"{n}×{b}" for b, n in r["calls"].items())
-        ratio = "–" if ledits is None else f"{r['median_s'] / ledits:.2f}"
-        lines.append(
-            f"| {r['method']} | {_fmt(r['median_s'])} | {ratio} | "
-            f"{r['nfe']} | {calls} | {_fmt(r['unet_s'])} | {_fmt(1e3 * r['unet_s'] / r['nfe'])} | "
-            f"{_fmt(r['vae_s'])} | "
-            f"{_fmt(r['text_s'])} | {r['unet_share']:.2f} |"
-        )
-    ng, ef, le = c["ngdm"], c["ef"], c["ledits"]
-    lines += [
-        "",
-        f"NGDM: weighting map ({ng['map_draws']} draws × source/target at "
-        f"{ng['map_strength']:g} T) + Algorithm 1, guidance {ng['guidance']:g}. EF: inversion "
-        f"(source guidance {ef['source_guidance']:g}) + regeneration from skip {ef['skip']} "
-        f"(guidance {ef['guidance']:g}). LEDITS++: diffusers' pipeline, {le['scheduler']}, "
-        f"skip {le['skip']:g}, editing prompt {le['editing_prompt']}, no source prompt; its "
-        "eager attention processors are part of its cost.",
-    ]
-    if "ef_sde" in c:
-        e = c["ef_sde"]
-        lines[-1] += (
-            f" {EF_SDE}: {e['grid']}, inversion with the source prompt unguided recording "
-            f"{e['sampler']}'s noise, regeneration at guidance {e['guidance']:g} over every "
-            "step: LEDITS++'s NFE."
-        )
-    return "\n".join(lines)
+def _grid_name(family: str) -> str:
+    return {"sd": "leading", "sdxl": "leading, offset 1 (SDXL's scheduler)"}.get(
+        family, "the pipeline's shifted flow grid"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m nidiff.bench.sd_speed",
-        description="Seconds per edit of NGDM, EF and LEDITS++ on a random-weight SD 1.x UNet.",
+        description="Seconds per edit of NGDM, EF, LEDITS++ and FlowEdit on random-weight "
+        "SD 1.x, SDXL, SD3 or FLUX architectures.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="256², 8 steps, 1 edit, no warm-up")
+    parser.add_argument("--family", choices=FAMILIES, default="sd", help="model family")
+    parser.add_argument("--tiny", action="store_true", help="the family's tiny architecture")
     parser.add_argument("--device", type=str, default="cpu", help="torch device")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="network dtype")
-    parser.add_argument("--size", type=int, default=None, help="image side (preset: 512)")
-    parser.add_argument("--steps", type=int, default=None, help="steps N (preset: 50)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed edits (preset: 3)")
+    parser.add_argument("--size", type=int, default=None, help="image side (full: the family's)")
+    parser.add_argument("--steps", type=int, default=None, help="steps N (full: the family's)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed edits (full: 3)")
     parser.add_argument("--seed", type=int, default=0, help="weights, image and noise")
     parser.add_argument(
         "--methods",
         type=lambda text: tuple(m.strip() for m in text.split(",") if m.strip()),
-        default=METHODS,
-        help=f"comma-separated, among {', '.join(ALL_METHODS)}",
+        default=None,
+        help="comma-separated, among the family's: "
+        + "; ".join(f"{f}: {', '.join(m[0])}" for f, m in FAMILY_METHODS.items()),
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     parser.add_argument(
         "--out", type=Path, default=None, help="write sd_speed.json and sd_speed.md here"
     )
     args = parser.parse_args(argv)
+    preset = PRESETS["tiny" if args.tiny else "quick" if args.quick else "full"]
     result = run(
-        quick=args.quick, device=args.device, size=args.size, steps=args.steps,
+        quick=args.quick, device=args.device, preset=preset, size=args.size, steps=args.steps,
         repeats=args.repeats, dtype=args.dtype, seed=args.seed, methods=args.methods,
+        family=args.family,
     )  # fmt: skip
+    if not args.tiny:
+        result["config"]["preset"] = "quick" if args.quick else "full"
     report(result, markdown, args.json, name="sd_speed", out=args.out)
 
 

@@ -79,8 +79,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     "sd-speed": Benchmark(
         "nidiff.bench.sd_speed",
         "markdown",
-        "seconds per edit of NGDM, EF and diffusers' LEDITS++ on a random SD 1.x UNet (512²)",
-        "256², 8 steps, 1 timed edit, no warm-up (full: 512², 50 steps, 1 warm-up + 3 repeats)",
+        "seconds per edit of NGDM, EF, diffusers' LEDITS++ and FlowEdit on random full-size SD "
+        "1.x (default), SDXL, SD3 or FLUX architectures (--family)",
+        "256², 8 steps, 1 timed edit, no warm-up (full: the family's size and steps, 1 warm-up "
+        "+ 3 repeats)",
     ),
     "speed": Benchmark(
         "nidiff.bench.speed",
@@ -140,6 +142,13 @@ _HELP = "\n\n".join(
     help="change one field of the preset (repeatable): e.g. --set steps=100 --set "
     "methods=SDEdit,NGDM; tuples are comma-separated",
 )
+@click.option(
+    "--family",
+    type=str,
+    default=None,
+    help="the model family of a benchmark that has several (sd-speed: sd, sdxl, sd3, flux); the "
+    "same as --set family=NAME",
+)
 @device_option
 @quiet_option
 @overwrite_option
@@ -151,6 +160,7 @@ def bench(
     out_dir: Path | None,
     preset_name: str | None,
     assignments: tuple[str, ...],
+    family: str | None,
     device: str,
     quiet: bool,
     overwrite: bool,
@@ -167,6 +177,11 @@ def bench(
     module = importlib.import_module(spec.module)
     dev = resolve_device(device)
     result: dict[str, Any]
+    if family is not None:
+        presets = getattr(module, "PRESETS", {})
+        if not any("family" in getattr(p, "__dataclass_fields__", {}) for p in presets.values()):
+            raise ValueError(f"benchmark {name} has no model families; --family does not apply")
+        assignments = (*assignments, f"family={family}")
     if (preset_name is not None or assignments) and "preset" not in inspect.signature(
         module.run
     ).parameters:
