@@ -112,3 +112,13 @@ def test_cli_family_option_and_set_field(tmp_path):
     assert res["config"]["family"] == "sd3" and res["preset"] == "tiny, steps=2, family=sd3"
     bad("bench", "editing", "--family", "sdxl", match="has no model families")
     bad("bench", "sd-speed", "--preset", "tiny", "--set", "family=sd4", match="family='sd4'")
+
+
+def test_tiny_preset_runs_sd_too_with_its_memory_estimate():
+    from nidiff.bench._sd_families import sd_parameter_count
+    from nidiff.bench._sd_random import SD15
+
+    assert sd_parameter_count(SD15)["network"] == 859_520_964  # SD 1.5's UNet
+    res = sd_speed.run(preset=TINY)
+    assert res["config"]["family"] == "sd" and res["config"]["architecture"].startswith("tiny")
+    assert [r["method"] for r in res["rows"]] == list(sd_speed.METHODS)

@@ -14,8 +14,9 @@ Run one with ``nidiff bench NAME [--quick]`` or ``python -m nidiff.bench.<name> 
   DDIM inversion, CycleDiffusion and DiffEdit on Fashion-MNIST class edits (NGDM / EF Table 1).
 * :mod:`nidiff.bench.edge` — edge-preserving vs isotropic noise: sample quality, FID per
   frequency band and stroke-guided SDEdit (EP paper Table 1, Appendix B, Sec. 5).
-* :mod:`nidiff.bench.sd_speed` — seconds per edit of NGDM, EF and diffusers' LEDITS++ at equal
-  steps on a randomly initialised Stable Diffusion 1.x-architecture pipeline.
+* :mod:`nidiff.bench.sd_speed` — seconds per edit of NGDM, EF and diffusers' LEDITS++ (SD 1.x,
+  SDXL) or nidiff's FlowEdit (SD3, FLUX) at equal steps on randomly initialised full-size
+  architectures of a family (``--family``, the preset field ``family``).
 * :mod:`nidiff.bench.speed` — the overhead and training-cost goals in one report with PASS/FAIL
   verdicts, throughput (images/s) against batch size, the cold start of a one-image edit and the
   slowdown beside a busy process.

@@ -27,10 +27,11 @@ from typing import Any
 
 import torch
 
-from ._sd_random import MAX_LENGTH, SD15_TEXT, SD_VAE, build_tokenizer
+from ._sd_random import MAX_LENGTH, SD15_TEXT, SD_VAE, Architecture, build_tokenizer
 
 __all__ = [
     "ARCHITECTURES",
+    "SD_TINY",
     "FamilyArchitecture",
     "available_bytes",
     "build_space",
@@ -192,6 +193,37 @@ TINY = {
         (("clip", _TINY_CLIP), ("t5", _TINY_T5)), FLUX_SCHEDULER,
     ),
 }  # fmt: skip
+
+#: A tiny SD 1.x (three UNet levels, every one with cross-attention: LEDITS++ reads
+#: cross-attention maps at 1/4 of the latent side).
+SD_TINY = Architecture(
+    "tiny SD 1.x, random weights",
+    unet={"sample_size": 8, "in_channels": 4, "out_channels": 4,
+          "block_out_channels": (32, 32, 64), "layers_per_block": 1,
+          "down_block_types": ("CrossAttnDownBlock2D",) * 3,
+          "up_block_types": ("CrossAttnUpBlock2D",) * 3, "cross_attention_dim": 32,
+          "attention_head_dim": 8, "norm_num_groups": 32},
+    vae={**_TINY_VAE, "latent_channels": 4},
+    text={k: v for k, v in _TINY_CLIP.items() if k not in ("projection_dim", "hidden_act")},
+)  # fmt: skip
+
+
+def sd_parameter_count(arch: Architecture) -> dict[str, int]:
+    """:func:`parameter_count` of an SD 1.x :class:`~nidiff.bench._sd_random.Architecture`
+    (CLIP's vocabulary: the letter-level tokenizer's), on the ``meta`` device."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    def n(m: torch.nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    vocab = len(
+        build_tokenizer(int(arch.text.get("max_position_embeddings", MAX_LENGTH))).get_vocab()
+    )
+    with torch.device("meta"):
+        unet, vae = UNet2DConditionModel(**arch.unet), AutoencoderKL(**arch.vae)
+        text = _encoder("clip", arch.text, vocab)
+    return {"network": n(unet), "vae": n(vae), "text": n(text)}
+
 
 #: ``ARCHITECTURES[arch][family]``: ``full`` (published sizes) or ``tiny`` (tests).
 ARCHITECTURES: dict[str, dict[str, FamilyArchitecture]] = {"full": FULL, "tiny": TINY}

@@ -90,7 +90,15 @@ import torch
 
 from ._device import hardware
 from ._report import progress, report
-from ._sd_families import ARCHITECTURES, FamilyArchitecture, check_memory, without_t5
+from ._sd_families import (
+    ARCHITECTURES,
+    SD_TINY,
+    FamilyArchitecture,
+    check_memory,
+    parameter_count,
+    sd_parameter_count,
+    without_t5,
+)
 from ._sd_methods import (
     EDIT_CONCEPTS,
     EF_SDE,
@@ -180,9 +188,7 @@ def _architecture(p: Preset, arch: Architecture | FamilyArchitecture | None) -> 
     if arch is not None:
         return arch
     if p.family == "sd":
-        if p.arch != "full":
-            raise ValueError("family sd has only the full architecture (tests pass a tiny one)")
-        return SD15
+        return SD15 if p.arch == "full" else SD_TINY
     chosen = ARCHITECTURES[p.arch][p.family]
     return chosen if p.t5 or p.family != "sd3" else without_t5(chosen)
 
@@ -279,17 +285,15 @@ def run(
     diffusers_logging.set_verbosity_error()
 
     t0 = time.perf_counter()
+    counts = sd_parameter_count(a) if p.family == "sd" else parameter_count(a)
+    check_memory(a.name, sum(counts.values()), torch_dtype, dev)
     if p.family == "sd":
         from nidiff.models.stable_diffusion import StableDiffusion
 
         space = StableDiffusion(**random_components(a, seed), device=dev, dtype=torch_dtype)
-        counts = {"network": _params(space.unet), "vae": _params(space.vae),
-                  "text": _params(space.text_encoder)}  # fmt: skip
     else:
-        from ._sd_families import build_space, parameter_count
+        from ._sd_families import build_space
 
-        counts = parameter_count(a)
-        check_memory(a.name, sum(counts.values()), torch_dtype, dev)
         progress("sd-speed", f"building {a.name} ({sum(counts.values()) / 1e9:.2f} B params)")
         space = build_space(a, seed, dev, torch_dtype)
     pipe = ledits_pipeline(space) if "LEDITS++" in methods else None
