@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from cli_calls import ok
 
-import nidiff.cli.common as common
+import nidiff.cli.progress as progress
 from nidiff.bundled import ASSETS
 
 SNEAKER = ASSETS / "examples" / "sneaker-0.png"
@@ -67,7 +67,7 @@ def test_a_terminal_gets_a_bar_quiet_and_pipes_do_not(tmp_path, args, bar):
 @pytest.fixture
 def terminal(monkeypatch):
     """In-process calls as if stderr were a terminal."""
-    monkeypatch.setattr(common, "show_progress", lambda quiet: not quiet)
+    monkeypatch.setattr(progress, "show_progress", lambda quiet: not quiet)
     import nidiff.cli.train as train
 
     monkeypatch.setattr(train, "show_progress", lambda quiet: not quiet)

@@ -1,5 +1,6 @@
 """What every ``nidiff`` command shares: the error boundary, model and image loading, output
-checks, conditions and the JSON provenance record written next to each output.
+checks, conditions, and (re-exported from :mod:`.progress` and :mod:`.record`) progress bars and
+the JSON provenance record written next to each output.
 
 Exit codes: ``0`` success, ``2`` bad usage or input (one ``Error: ...`` line on stderr, no
 traceback), ``1`` internal errors.
@@ -7,21 +8,19 @@ traceback), ``1`` internal errors.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import sys
-import time
-from collections.abc import Callable, Iterable, Iterator
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import click
 import torch
 
-from .._io import check_writable, write_json
+from .._io import check_writable
 from ..bundled import MODELS
+from .progress import progress_bar, quiet_option, show_progress
+from .record import record_path, write_record
 
 __all__ = [
     "GUIDANCE",
@@ -316,54 +315,6 @@ def option_given(name: str) -> bool:
     return source not in (None, ParameterSource.DEFAULT)
 
 
-def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--quiet``: no progress bar (:func:`progress_bar`)."""
-    return click.option(
-        "--quiet",
-        "-q",
-        is_flag=True,
-        default=False,
-        show_default=True,
-        help="no progress bar on stderr (it is drawn only when stderr is a terminal)",
-    )(fn)
-
-
-def show_progress(quiet: bool) -> bool:
-    """Whether a command draws progress: not ``--quiet``, and stderr is a terminal (a log file
-    or a pipe gets none)."""
-    return not quiet and sys.stderr.isatty()
-
-
-class _NoBar:
-    """What :func:`progress_bar` yields when nothing is drawn (tqdm is not even imported)."""
-
-    n = 0
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-
-    def set_description_str(self, desc: str) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def progress_bar(total: int | None, desc: str, quiet: bool, unit: str = "it") -> Iterator[Any]:
-    """A tqdm bar on stderr (:func:`show_progress`), finished at its count on exit (``total``
-    may be an estimate, e.g. of the model calls of an edit)."""
-    if not show_progress(quiet):
-        yield _NoBar()
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
-    try:
-        yield bar
-        bar.total = bar.n
-        bar.refresh()
-    finally:
-        bar.close()
-
-
 def refuse_guidance(m: Any, *names: str) -> None:
     """On an unconditional model, a guidance option the user set to anything but 1 is exit 2:
     classifier-free guidance steers toward a condition, and the model has none."""
@@ -469,45 +420,6 @@ def check_outputs(
                 check_writable(p)
             except PermissionError as err:
                 raise InputError(str(err)) from err
-
-
-def record_path(out: Path) -> Path:
-    """The provenance record of an output: ``OUT.json`` (e.g. ``edit.png.json``)."""
-    return out.with_name(out.name + ".json")
-
-
-def _version() -> str:
-    try:
-        return version("nidiff")
-    except PackageNotFoundError:  # pragma: no cover (running from a source tree)
-        return "unknown"
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, Path):
-        return str(v)
-    if isinstance(v, tuple | list):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, torch.Tensor):
-        return v.tolist()
-    return v
-
-
-def write_record(out: Path, command: str, started: float, **fields: Any) -> None:
-    """Write ``OUT.json``: the command, every parameter given to it, versions, timing and
-    ``fields`` (method info, nfe, model ...)."""
-    params = click.get_current_context().params
-    record = {
-        "command": command,
-        "params": _plain(dict(params)),
-        "nidiff": _version(),
-        "torch": torch.__version__,
-        **_plain(fields),
-        "seconds": time.perf_counter() - started,
-    }
-    write_json(record_path(out), record)
 
 
 #: ``--size``: the side of the square images of a Stable Diffusion model (pixel models: fixed).
