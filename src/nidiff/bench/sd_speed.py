@@ -215,10 +215,6 @@ def _check(p: Preset) -> None:
         )
 
 
-def _params(m: Any) -> int:
-    return sum(q.numel() for q in m.parameters())
-
-
 def run(
     quick: bool = True,
     device: str | torch.device = "cpu",
