@@ -188,13 +188,18 @@ def check_p2p(space: Any, source: str, target: str, o: EditOptions) -> None:
 
     what = "controls a UNet's cross-attention processors (Prompt-to-Prompt)"
     _attention_family(space, "p2p", what)
-    try:
-        cross_attention_layers(space.unet, "Prompt-to-Prompt")
-    except ValueError as err:
-        raise ValueError(f"--method p2p: {err}") from None
+    _naming("p2p", cross_attention_layers, space.unet, "Prompt-to-Prompt")
     p2p_token_map(space, source, target, o.p2p_mode)
     if o.reweight:
         token_weights(space.tokenizer, target, dict(o.reweight))
+
+
+def _naming(method: str, check: Callable[..., Any], *args: Any) -> None:
+    """``check(*args)``, its ``ValueError`` re-raised naming ``--method method``."""
+    try:
+        check(*args)
+    except ValueError as err:
+        raise ValueError(f"--method {method}: {err}") from None
 
 
 #: The families Zero-Shot I2I and PnP run on: their layer choices and guidance are SD 1.x/2.x's.
@@ -227,10 +232,7 @@ def check_zero_shot(method: str) -> Callable[[Any, str, str, EditOptions], None]
 
         what = "guides a UNet's cross-attention maps (Zero-Shot I2I)"
         _attention_family(space, method, what, only=_SD_ONLY)
-        try:
-            cross_attention_layers(space.unet, "Zero-Shot I2I")
-        except ValueError as err:
-            raise ValueError(f"--method {method}: {err}") from None
+        _naming(method, cross_attention_layers, space.unet, "Zero-Shot I2I")
 
     return check
 
@@ -243,10 +245,7 @@ def check_pnp(method: str) -> Callable[[Any, str, str, EditOptions], None]:
 
         what = "injects a UNet's features and self-attention (PnP)"
         _attention_family(space, method, what, only=_SD_ONLY)
-        try:
-            pnp_layers(space.unet, o.self_replace > 0)
-        except ValueError as err:
-            raise ValueError(f"--method {method}: {err}") from None
+        _naming(method, pnp_layers, space.unet, o.self_replace > 0)
 
     return check
 

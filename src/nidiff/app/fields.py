@@ -23,6 +23,7 @@ every value again on the server, with a message that names the field.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,6 +124,7 @@ class Field:
         return f"{'(' if self.low_open else '['}{self.lo:g}, {self.hi:g}]"
 
 
+@functools.cache  # read once per Limits: every request's validate uses them
 def fields(limits: Limits = LIMITS) -> tuple[Field, ...]:
     """The fields in :data:`FROM_CLI` order, with ``nidiff edit``'s types, ranges and help,
     capped by ``limits``."""
@@ -231,12 +233,12 @@ def validate(values: dict[str, Any], limits: Limits = LIMITS) -> dict[str, Any]:
     Raises:
         ValueError: for a missing, ill-typed or out-of-range value, naming the field.
     """
-    out = {}
-    for f in fields(limits):
+    out, checked = {}, fields(limits)
+    for f in checked:
         if f.name not in values:
             raise ValueError(f"{f.label} is missing from the request")
         out[f.name] = f.check(values[f.name])
-    for f in fields(limits):
+    for f in checked:
         if f.name in SKIP_FIELDS and out[f.name] >= out["steps"]:
             raise ValueError(
                 f"skip {out[f.name]} ({f.label}) must be less than steps {out['steps']}"

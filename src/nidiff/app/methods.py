@@ -27,6 +27,9 @@ from torch import Tensor
 from ..methods import METHODS, OPTION_NAMES, EditCall, EditOptions
 from ..models.space import CountedSpace, CountingDenoiser
 from ..samplers.registry import takes_eta
+from .fields import option_field
+from .per_method import OPTION_OF
+from .per_method import runnable as available  # the methods a model can run
 
 __all__ = [
     "SEED_FIXED",
@@ -61,14 +64,6 @@ def stochastic(name: str) -> bool:
     return name not in SEED_FIXED
 
 
-def available(text_model: bool) -> list[str]:
-    """The methods a model can run, in the registry's order (text-only ones need a text
-    model, pixel-only ones a pixel model)."""
-    from .per_method import runnable
-
-    return runnable(text_model)
-
-
 def takes_map(name: str) -> bool:
     """Whether a user's change map can be the method's λ (the NGDM methods)."""
     return bool(getattr(METHODS[name], "takes_user_map", False))
@@ -79,9 +74,6 @@ def edit_options(method: str, p: dict[str, Any]) -> dict[str, Any]:
     option the fields carry (the rest keep :class:`EditOptions`' own), each per-method option
     (strength, skip, guidance, factor) from the method's own field where it has one
     (:func:`~nidiff.app.fields.option_field`: the registry's per-method defaults)."""
-    from .fields import option_field
-    from .per_method import OPTION_OF
-
     opts = {name: p[name] for name in OPTION_NAMES if name in p}
     if not takes_eta(opts.get("sampler")):  # the page always sends η; nidiff edit leaves it
         opts["eta"] = None  # out for such a sampler unless given
