@@ -293,12 +293,18 @@ def test_an_nfe_sweep_runs_each_method_at_the_steps_its_budget_allows(tmp_path):
 def test_runs_of_different_settings_combine_and_compare_at_matched_accuracy(tmp_path):
     from nidiff.bench._editing_merge import merge
 
-    few = replace(SWEEP, methods=("EF", "NGDM+EF"), nfe=(6,))
+    few = replace(SWEEP, methods=("EF", "NGDM+EF"), nfe=(6,), per_image=True)
+    sde = replace(few, sampler="dpm++2m-sde", methods=("EF",), per_image=False)
     runs = [
         editing.run(device="cpu", preset=few),
-        editing.run(device="cpu", preset=replace(few, sampler="dpm++2m-sde", methods=("EF",))),
+        editing.run(device="cpu", preset=sde),
         editing.run(device="cpu", preset=replace(few, nfe=(), steps=8)),  # the reference
     ]
+    for r in runs[0]["rows"]:  # per-image values where asked: pooled edits, means as the row's
+        assert ("per_image" in r) == (r["pair"] == "pooled" and r["method"] != "target (train)")
+        for k, v in r.get("per_image", {}).items():
+            assert len(v) == 2 and sum(v) / 2 == pytest.approx(r[k], rel=1e-5)
+    assert not any("per_image" in r for r in runs[1]["rows"])
     combined = merge(runs, editing.REFERENCES)
     labels = {(r["method"], r["setting"]) for r in combined["rows"] if r["pair"] == "pooled"}
     assert ("EF", "s = 0.3 · NFE 6 · ddpm") in labels
@@ -311,6 +317,9 @@ def test_runs_of_different_settings_combine_and_compare_at_matched_accuracy(tmp_
     assert set(goal) == {("EF", "ddpm"), ("EF", "dpm++2m-sde"), ("NGDM+EF", "ddpm")}
     assert goal[("EF", "ddpm")]["reference"] == "8 steps · ddpm"
     assert goal[("EF", "ddpm")]["nfe"] == 6 and goal[("EF", "ddpm")]["met"] in (True, False, None)
+    boot = goal[("EF", "ddpm")]["interval"]  # both curves kept per-image values
+    assert boot["draws"] == 1000 and len(boot["points"]) == 2 and 0 <= boot["met"] <= 1
+    assert goal[("EF", "dpm++2m-sde")]["interval"] is None
     text = editing.markdown(combined)
     assert "**Few evaluations vs the steps grid at matched target accuracy**" in text
     assert "editing-nfe.png" in [p.name for p in editing.plot(combined, tmp_path)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nidiff.bench._editing_compare import compare, interpolate
+from nidiff.bench._editing_compare import bootstrap, compare, interpolate
 from nidiff.bench._editing_methods import METHODS, RULE_METHODS, Task, run_methods
 from nidiff.bench._editing_nfe import edit_grid, nfe_of, start_time, steps_for
 from nidiff.bench.overhead import CountingModel
@@ -137,3 +137,81 @@ def test_matched_accuracy_comparison():
     close = compare(ref, rows((0.5, 0.79, 29.5), (0.85, 0.55, 26.0)))
     assert close["uncovered"] == [0.9] and close["met"] is None  # 0.9 is beyond its sweep
     assert compare(ref, rows((0.0, 0.9, 40.0), (0.1, 0.8, 39.0)))["met"] is None  # no overlap
+
+
+def _imaged(param, hits, ssims, bgs):
+    """A sweep row with per-image values and their means, as the bench writes it."""
+    per = {"accuracy": list(hits), "ssim": list(ssims), "bg_psnr": list(bgs)}
+    return {"param": param, **{k: sum(v) / len(v) for k, v in per.items()}, "per_image": per}
+
+
+def test_bootstrap_of_identical_or_shifted_curves_is_exact():
+    """Redrawing the images moves both curves together: a candidate equal to the reference
+    differs by exactly 0 in every draw, one 0.1 SSIM / 2 dB lower per image by exactly that."""
+    gen = torch.Generator().manual_seed(0)
+    n = 64
+    ref = []
+    for i, p in enumerate((0.2, 0.6, 0.95)):
+        hits = (torch.rand(n, generator=gen) < p).double().tolist()
+        ssims = (0.9 - 0.5 * p + 0.05 * torch.randn(n, generator=gen)).tolist()
+        ref.append(_imaged(i, hits, ssims, [30.0 - 5 * p] * n))
+    same = bootstrap(ref, ref, draws=50)
+    assert same["met"] == 1.0 and same["draws"] == 50 and same["level"] == 0.9
+    for q in same["points"]:
+        assert q["covered"] == 1.0 and q["d_ssim"] == pytest.approx([0.0, 0.0], abs=1e-12)
+    lower = [_imaged(r["param"], r["per_image"]["accuracy"],
+                     [v - 0.1 for v in r["per_image"]["ssim"]],
+                     [v - 2.0 for v in r["per_image"]["bg_psnr"]]) for r in ref]  # fmt: skip
+    shifted = bootstrap(ref, lower, draws=50)
+    assert shifted["met"] == 0.0
+    for q in shifted["points"]:
+        assert q["d_ssim"] == pytest.approx([-0.1, -0.1]) and q["d_bg_psnr"] == pytest.approx(
+            [-2.0, -2.0]
+        )
+    assert [q["accuracy"] for q in shifted["points"]] == [r["accuracy"] for r in ref]
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_images():
+    def curves(n, seed):
+        gen = torch.Generator().manual_seed(seed)
+        out = []
+        for offset in (0.0, -0.01):  # reference, candidate
+            rows = []
+            for i, p in enumerate((0.3, 0.6, 0.9, 0.99)):
+                hits = (torch.rand(n, generator=gen) < p).double()
+                ssim = 0.9 - 0.6 * p**4 + offset + 0.05 * torch.randn(n, generator=gen)
+                rows.append(_imaged(i, hits.tolist(), ssim.tolist(), [25.0] * n))
+            out.append(rows)
+        return out
+
+    widths = []
+    for n in (100, 1600):
+        ref, cand = curves(n, 1)
+        got, boot = compare(ref, cand), bootstrap(ref, cand, draws=400)
+        spans = {q["param"]: q for q in boot["points"]}
+        for q in got["points"]:
+            lo, hi = spans[q["param"]]["d_ssim"]
+            assert lo <= q["d_ssim"] <= hi
+        widths.append(max(q["d_ssim"][1] - q["d_ssim"][0] for q in boot["points"] if q["d_ssim"]))
+    assert widths[1] < widths[0] / 2  # 16x the images: about a quarter of the width
+
+
+def test_bootstrap_needs_per_image_values_in_one_image_order():
+    rows = [{"param": 0, "accuracy": 0.5, "ssim": 0.8, "bg_psnr": 30.0}]
+    assert bootstrap(rows, rows) is None
+    a, b = _imaged(0, [1.0, 0.0], [0.8, 0.7], [30, 29]), _imaged(1, [1.0], [0.5], [25])
+    assert bootstrap([a], [a, b]) is None
+
+
+def test_reference_points_of_equal_accuracy_keep_their_own_intervals():
+    hits = [1.0, 0.0, 1.0, 1.0]
+    ref = [_imaged(0, hits, [0.8] * 4, [30.0] * 4), _imaged(1, hits, [0.6] * 4, [27.0] * 4)]
+    # a candidate of SSIM 0.7 at every accuracy from 0 to 1
+    cand = [_imaged(0, [0.0] * 4, [0.7] * 4, [28.0] * 4), _imaged(1, [1.0] * 4, [0.7] * 4,
+            [28.0] * 4)]  # fmt: skip
+    got = compare(ref, cand)
+    assert [q["param"] for q in got["points"]] == [0, 1]  # both read at 0.75
+    boot = bootstrap(ref, cand, draws=20)
+    assert [q["param"] for q in boot["points"]] == [0, 1]
+    assert boot["points"][0]["d_ssim"] == pytest.approx([-0.1, -0.1])
+    assert boot["points"][1]["d_ssim"] == pytest.approx([0.1, 0.1])

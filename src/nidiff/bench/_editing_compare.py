@@ -15,6 +15,15 @@ otherwise nothing can be said (``None``: points uncovered).
 In a result that holds both NFE-sweep rows (``budget``) and ``steps``-grid rows of a method
 (combined runs, :mod:`nidiff.bench._editing_merge`), :func:`goal_rows` compares every sweep
 curve with at most ``max_budget`` evaluations against the method's ``steps`` curve.
+
+**How sure.** Where the curve is steep — fidelity falling fast while accuracy saturates near 1 —
+a small error in a point's accuracy moves the interpolated fidelity a lot, so the seed and image
+noise of the points matters as much as the methods. When every row carries its per-image values
+(``row["per_image"]``: ``accuracy`` 0/1, ``ssim``, ``bg_psnr`` in one image order shared by all
+rows; ``--set per_image=true``), :func:`bootstrap` redraws the images with replacement — the
+same draw for every point of both curves, since they edit the same sources — and repeats the
+comparison: a percentile interval for each difference and the fraction of draws in which the
+goal is met.
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ from collections import defaultdict
 from itertools import pairwise
 from typing import Any
 
-__all__ = ["TOLERANCE", "compare", "goal_rows", "interpolate"]
+import torch
+
+__all__ = ["TOLERANCE", "bootstrap", "compare", "goal_rows", "interpolate"]
 
 #: The goal's tolerances: SSIM to the source and background PSNR (dB).
 TOLERANCE = {"ssim": 0.02, "bg_psnr": 1.0}
@@ -54,7 +65,7 @@ def compare(
     the ``tolerance`` keys) at the reference's accuracies (module docs).
 
     Returns:
-        ``{"points": [{"accuracy", "<key>_ref", "<key>", "d_<key>"}, ...], "uncovered":
+        ``{"points": [{"param", "accuracy", "<key>_ref", "<key>", "d_<key>"}, ...], "uncovered":
         [accuracy, ...], "worst": {key: min difference or None}, "met": bool or None}``.
     """
     keys = list(tolerance)
@@ -68,7 +79,7 @@ def compare(
         if any(v is None for v in got.values()):
             uncovered.append(a)
             continue
-        p: dict[str, float] = {"accuracy": a}
+        p: dict[str, float] = {"param": r["param"], "accuracy": a}
         for k in keys:
             p |= {f"{k}_ref": r[k], k: got[k], f"d_{k}": got[k] - r[k]}
         points.append(p)
@@ -76,6 +87,64 @@ def compare(
     within = bool(points) and all(worst[k] >= -tolerance[k] for k in keys)
     met = False if points and not within else None if uncovered or not points else True
     return {"points": points, "uncovered": uncovered, "worst": worst, "met": met}
+
+
+def bootstrap(
+    reference: list[dict],
+    candidate: list[dict],
+    *,
+    draws: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+    tolerance: dict[str, float] = TOLERANCE,
+) -> dict[str, Any] | None:
+    """:func:`compare` repeated on ``draws`` paired redraws of the images (module docs).
+
+    Returns ``None`` unless every row has ``per_image`` values of one common length; else
+    ``{"level", "draws", "points": [{"param", "accuracy", "covered", "d_<key>": [lo, hi]}, ...],
+    "met": fraction of draws in which every reference point is covered and within the
+    tolerance}``, one entry per reference point (``param`` and ``accuracy`` as measured;
+    ``covered`` the fraction of draws in which the redrawn candidate spans the redrawn reference
+    accuracy; intervals over those draws).
+    """
+    rows = reference + candidate
+    keys = ["accuracy", *tolerance]
+    if not rows or any("per_image" not in r for r in rows):
+        return None
+    if len({len(r["per_image"][k]) for r in rows for k in keys}) != 1:
+        return None  # not one image order shared by every row
+    values = torch.tensor([[r["per_image"][k] for k in keys] for r in rows], dtype=torch.float64)
+    n = values.shape[-1]  # (rows, keys, images)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(n, (draws, n), generator=gen)
+    means = values[:, :, idx].mean(-1)  # (rows, keys, draws)
+    order = sorted(range(len(reference)), key=lambda i: reference[i]["param"])
+    diffs: dict[int, dict[str, list[float]]] = {i: {k: [] for k in tolerance} for i in order}
+    met = 0
+    for d in range(draws):
+        redrawn = [r | dict(zip(keys, means[j, :, d].tolist(), strict=True))
+                   for j, r in enumerate(rows)]  # fmt: skip
+        cand, within = redrawn[len(reference) :], True
+        for i in order:  # one point at a time: two may redraw to the same accuracy
+            got = compare([redrawn[i]], cand, tolerance)["points"]
+            if not got:
+                within = False
+                continue
+            for k, t in tolerance.items():
+                diffs[i][k].append(got[0][f"d_{k}"])
+                within = within and got[0][f"d_{k}"] >= -t
+        met += within
+    lo, hi = (1 - level) / 2, (1 + level) / 2
+    points = []
+    for i in order:
+        entry: dict[str, Any] = {k: reference[i][k] for k in ("param", "accuracy")}
+        got = diffs[i][next(iter(tolerance))]
+        entry["covered"] = len(got) / draws
+        for k in tolerance:
+            v = torch.tensor(diffs[i][k], dtype=torch.float64)
+            entry[f"d_{k}"] = [float(v.quantile(lo)), float(v.quantile(hi))] if len(v) else None
+        points.append(entry)
+    return {"level": level, "draws": draws, "points": points, "met": met / draws}
 
 
 def _by_budget(item: tuple) -> tuple:
@@ -93,7 +162,8 @@ def goal_rows(
     ``<= max_budget``: the :func:`compare` of it against the method's ``steps``-grid curve in
     ``result`` (rows without a budget; the first such variant), on ``pair``. Each entry:
     ``method``, ``budget``, ``variant``, ``nfe`` (the largest counted NFE per image of the
-    curve), ``reference`` (the reference's variant label) and the comparison."""
+    curve), ``reference`` (the reference's variant label), the comparison and ``interval``
+    (its :func:`bootstrap`, ``None`` without per-image values)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in result["rows"]:
         if r["pair"] == pair and r["method"] in methods:
@@ -109,5 +179,6 @@ def goal_rows(
                 continue
             nfe = max(r["nfe_per_image"] for r in rows)
             out.append({"method": method, "budget": budget, "variant": variant, "nfe": nfe,
-                        "reference": ref_label, **compare(ref_rows, rows)})  # fmt: skip
+                        "reference": ref_label, **compare(ref_rows, rows),
+                        "interval": bootstrap(ref_rows, rows)})  # fmt: skip
     return out

@@ -9,12 +9,12 @@ limit, e.g. three GPU commands ``--set repeats=1 --set seed=S`` with ``S`` = 0, 
 ``repeats`` as :func:`aggregate` writes them.
 
 **Settings.** Runs with the same seed, images and pairs that differ in how they edit (the
-:data:`VARIANT` fields: steps, sampler, grid shift, map draws, NFE budgets, methods, ...) are
-*combined* (:func:`combine`): the rows of all runs in one result, each row's setting label
-extended by the :data:`LABELLED` settings of its run that differ between the runs and apply to
-its method (``s = 0.5 · NFE 30 · dpm++2m-sde``, ``s = 0.5 · 100 steps``), with the same values
-under ``row["variant"]``. This is how an NFE sweep too long for one command is split, and how
-a sweep is set beside the ``steps`` run it is compared with.
+:data:`VARIANT` fields: steps, sampler, grid shift, map draws, NFE budgets, methods,
+guidance, ...) are *combined* (:func:`combine`): the rows of all runs in one result, each
+row's setting label extended by the :data:`LABELLED` settings of its run that differ between
+the runs and apply to its method (``s = 0.5 · NFE 30 · dpm++2m-sde``, ``s = 0.5 · 100
+steps``), with the same values under ``row["variant"]``. This is how an NFE sweep too long for
+one command is split, and how a sweep is set beside the ``steps`` run it is compared with.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ SHARED = ("model", "device", "hardware", "torch", "pairs")
 VARIANT = (
     "steps", "strengths", "ilvr_factors", "map_draws", "methods", "sampler", "shift", "nfe",
     "map_study", "map_reference", "examples", "diversity_inputs", "diversity_k",
-    "example_strength", "example_ilvr_factor",
+    "example_strength", "example_ilvr_factor", "per_image", "guidance",
 )  # fmt: skip
 #: Of those, the ones that change a row's edits and so name it when they differ, with the
 #: methods they apply to (``None``: every method).
@@ -43,9 +43,13 @@ LABELLED: dict[str, frozenset[str] | None] = {
     "map_draws": frozenset({"NGDM", "NGDM+EF", "DiffEdit"}),
     "sampler": RULE_METHODS,
     "shift": None,
+    "guidance": None,
 }
 #: Fields added to the preset after results were first written, with the value they had then.
-DEFAULTS = {"sampler": "ddpm", "shift": 1.0, "nfe": [], "map_study": [], "map_reference": 20}
+DEFAULTS = {
+    "sampler": "ddpm", "shift": 1.0, "nfe": [], "map_study": [], "map_reference": 20,
+    "per_image": False,
+}  # fmt: skip
 
 
 def _config(result: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +68,8 @@ def _describe(field: str, value: Any) -> str:
         return f"n {value}"
     if field == "shift":
         return f"shift {value:g}"
+    if field == "guidance":
+        return f"guidance {value:g}"
     return str(value)
 
 
@@ -114,7 +120,7 @@ def combine(results: list[dict[str, Any]], references: tuple[str, ...]) -> dict[
     config and seconds.
 
     Raises:
-        ValueError: runs that differ in their seed, images, pairs, guidance, model or machine,
+        ValueError: runs that differ in their seed, images, pairs, model or machine,
             or two runs that measure the same (pair, method, setting).
     """
     first = results[0]
@@ -123,7 +129,7 @@ def combine(results: list[dict[str, Any]], references: tuple[str, ...]) -> dict[
             raise ValueError(
                 f"result {i + 1} differs from result 1 in more than its seed, and not only in "
                 f"how it edits ({', '.join(VARIANT)}): runs of different settings combine only "
-                "with the same seed, images, pairs, guidance, model and machine"
+                "with the same seed, images, pairs, model and machine"
             )
     configs = [_config(r) for r in results]
     differ = [f for f in LABELLED if len({json.dumps(c[f]) for c in configs}) > 1]

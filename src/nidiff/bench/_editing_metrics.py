@@ -33,6 +33,7 @@ __all__ = [
     "aggregate",
     "edit_region",
     "measure",
+    "per_image",
     "reference",
     "summary",
 ]
@@ -142,11 +143,25 @@ def summary(parts: list[dict[str, Any]], real: Tensor) -> dict[str, float | None
     }
 
 
+#: The per-image values a row may keep (``--set per_image=true``): the goal's metrics.
+PER_IMAGE = {"accuracy": "correct", "ssim": "ssim", "bg_psnr": "bg_psnr"}
+
+
+def per_image(parts: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """The per-image accuracy (0/1), SSIM and bg PSNR of ``parts``, in their order (for the
+    bootstrap intervals of :mod:`~nidiff.bench._editing_compare`; 6 significant digits)."""
+    out = {}
+    for key, part_key in PER_IMAGE.items():
+        v = torch.cat([q[part_key].reshape(-1) for q in parts]).double()
+        out[key] = [float(f"{x:.6g}") for x in v.tolist()]
+    return out
+
+
 def aggregate(repeats: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Merge the rows of several repeats by (pair, method, setting): each metric becomes the mean
     over repeats with its sample standard deviation under ``row["std"]`` and the values of each
     repeat under ``row["repeats"]`` (groups of one row are kept as they are), ``seed`` the list
-    of seeds."""
+    of seeds, ``per_image`` (where kept) the repeats' values one after the other."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for rows in repeats:
         for r in rows:
@@ -157,6 +172,9 @@ def aggregate(repeats: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         if len(rs) > 1:
             row["std"], row["seed"] = {}, [r["seed"] for r in rs]
             row["repeats"] = {key: [r[key] for r in rs] for key in METRICS}
+            if "per_image" in row:
+                kept = [r["per_image"] for r in rs]
+                row["per_image"] = {k: [v for q in kept for v in q[k]] for k in PER_IMAGE}
             for key, vals in row["repeats"].items():
                 if None not in vals:
                     v = torch.tensor(vals, dtype=torch.float64)

@@ -85,7 +85,10 @@ def _nfe_panels(result: dict[str, Any], path: Path) -> Path:
         len(Y_AXES), len(budgets), figsize=(3.6 * len(budgets), 3.4 * len(Y_AXES)), squeeze=False
     )
     colors = plt.get_cmap("tab10")
-    styles = ("o-", "s--", "^-.", "v:", "D-")
+    styles = ("o-", "s--", "^-.", "v-", "D--", "P-.")  # dotted: the steps-grid references
+    # one style per run variant across the panels, so the shared legend reads right in each
+    variants = dict.fromkeys(r.get("variant_label", "") for r in pooled if "budget" in r)
+    style_of = {v: styles[i % len(styles)] for i, v in enumerate(variants)}
     for col, budget in enumerate(budgets):
         rows = [r for r in pooled if r.get("budget") == budget]
         for ax, (key, name) in zip(axes[:, col], Y_AXES, strict=True):
@@ -95,15 +98,12 @@ def _nfe_panels(result: dict[str, Any], path: Path) -> Path:
                     xs, ys = zip(*pts, strict=True)
                     ref = f"{method} ({variant or 'steps grid'})"
                     ax.plot(xs, ys, ":", color=colors(m), lw=2.5, alpha=0.45, label=ref)
-            seen: dict[str, int] = {}
             for m, method, variant, mine in _lines(rows):
                 pts = [(r["accuracy"], r[key]) for r in mine if r[key] is not None]
                 if pts:
-                    k = seen[method] = seen.get(method, -1) + 1
                     xs, ys = zip(*pts, strict=True)
                     label = method if not variant else f"{method} ({variant})"
-                    style = styles[k % len(styles)]
-                    ax.plot(xs, ys, style, color=colors(m), label=label, ms=4)
+                    ax.plot(xs, ys, style_of[variant], color=colors(m), label=label, ms=4)
             ax.set_xlabel("target accuracy")
             ax.set_ylabel(name)
             ax.set_xlim(-0.05, 1.05)

@@ -53,26 +53,39 @@ def _goal_markdown(goal: list[dict]) -> list[str]:
         "reference point, few-step − reference with the few-step curve interpolated linearly "
         f"in accuracy along its strength sweep; within: every ΔSSIM ≥ −{tol['ssim']:g} and "
         f"Δbg PSNR ≥ −{tol['bg_psnr']:g} dB; uncovered: reference accuracies outside the "
-        "few-step sweep)",
+        "few-step sweep; with per-image values, [brackets]: the bootstrap interval of each "
+        "difference and *met in*: the share of redraws of the images meeting the goal)",
         "",
         "| method | NFE ≤ | variant | NFE/img | reference | worst ΔSSIM | worst Δbg PSNR "
-        "| within | at accuracy: ΔSSIM / Δbg PSNR |",
-        "|---|---:|---|---:|---|---:|---:|---|---|",
+        "| within | met in | at accuracy: ΔSSIM / Δbg PSNR |",
+        "|---|---:|---|---:|---|---:|---:|---|---:|---|",
     ]
     for g in goal:
-        w, pts = g["worst"], g["points"]
+        w, pts, boot = g["worst"], g["points"], g.get("interval")
         cells = [
             "–" if w[k] is None else f"{w[k]:+.3f}" if k == "ssim" else f"{w[k]:+.2f}"
             for k in ("ssim", "bg_psnr")
         ]
         met = {None: "not all covered", True: "yes", False: "no"}[g["met"]]
-        at = [f"{q['accuracy']:.2f}: {q['d_ssim']:+.3f} / {q['d_bg_psnr']:+.2f}" for q in pts]
+        spans = {b["param"]: b for b in boot["points"]} if boot else {}
+        at = [f"{q['accuracy']:.2f}: {q['d_ssim']:+.3f} / {q['d_bg_psnr']:+.2f}"
+              + _span(spans.get(q["param"])) for q in pts]  # fmt: skip
         at = "; ".join(at + [f"{a:.2f}: uncovered" for a in g["uncovered"]])
+        share = f"{boot['met']:.0%}" if boot else "–"
         lines.append(
             f"| {g['method']} | {g['budget']} | {g['variant'] or '–'} | {g['nfe']:.0f} | "
-            f"{g['reference'] or 'steps grid'} | {cells[0]} | {cells[1]} | {met} | {at or '–'} |"
+            f"{g['reference'] or 'steps grid'} | {cells[0]} | {cells[1]} | {met} | {share} | "
+            f"{at or '–'} |"
         )
     return lines
+
+
+def _span(b: dict | None) -> str:
+    """`` [lo, hi] / [lo, hi]``: a point's bootstrap intervals of ΔSSIM and Δbg PSNR."""
+    if b is None or b["d_ssim"] is None:
+        return ""
+    s, p = b["d_ssim"], b["d_bg_psnr"]
+    return f" [{s[0]:+.3f}, {s[1]:+.3f} / {p[0]:+.2f}, {p[1]:+.2f}]"
 
 
 def _map_markdown(rows: list[dict]) -> list[str]:

@@ -55,7 +55,9 @@ one panel per budget (``editing-nfe.png``). The reported NFE is the counted one,
 the formula. ``map_study`` adds the weighting-map study (:mod:`nidiff.bench._editing_map`):
 maps of fewer draws against ``map_reference``-draw maps (``map_quality`` in the result).
 Runs of different settings with the same seed combine with ``--merge`` (the rows get the
-settings that differ in their labels; :mod:`nidiff.bench._editing_merge`).
+settings that differ in their labels; :mod:`nidiff.bench._editing_merge`). ``per_image`` keeps
+each pooled row's per-image accuracy, SSIM and bg PSNR (``row["per_image"]``), from which the
+matched-accuracy comparison draws bootstrap intervals (:mod:`nidiff.bench._editing_compare`).
 
 Presets: ``quick`` (CPU, one thread, about 5 minutes: 12 images per pair, 10 steps,
 s ∈ {0.3, 0.5}, ILVR N = 4, diversity K = 3 on 2 inputs, map and mask from 4 draws; a smoke
@@ -100,7 +102,7 @@ from ._device import hardware
 from ._editing_compare import goal_rows
 from ._editing_map import map_rows, map_table
 from ._editing_methods import METHODS, RULE_METHODS, SEED_CODES, Task, run_methods
-from ._editing_metrics import aggregate, edit_region, measure, reference, summary
+from ._editing_metrics import aggregate, edit_region, measure, per_image, reference, summary
 from ._editing_nfe import edit_grid, nfe_of, steps_for
 from ._editing_plot import plot
 from ._editing_report import REFERENCES, markdown
@@ -146,6 +148,7 @@ class Preset:
     nfe: tuple[int, ...] = ()  # NFE sweep: total evaluations per edit; (): the steps grid
     map_study: tuple[int, ...] = ()  # weighting-map draws compared with map_reference draws
     map_reference: int = 20
+    per_image: bool = False  # pooled rows keep per-image values (the goal's bootstrap intervals)
 
 
 PRESETS = {
@@ -397,19 +400,11 @@ def run(
         for (method, setting), parts in pooled.items():
             n = sum(len(part["feats"]) for part in parts)
             param, seed, t_start, sweep = meta[(method, setting)]
-            rows.append(
-                _row(
-                    "pooled",
-                    method,
-                    setting,
-                    param,
-                    n,
-                    seed,
-                    t_start,
-                    summary(parts, real_pooled),
-                    sweep,
-                )
-            )
+            row = _row("pooled", method, setting, param, n, seed, t_start,
+                       summary(parts, real_pooled), sweep)  # fmt: skip
+            if p.per_image and parts[0]["ssim"] is not None:  # not the target's own images
+                row["per_image"] = per_image(parts)
+            rows.append(row)
         per_repeat.append(rows)
 
     out = {
