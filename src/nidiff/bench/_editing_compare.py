@@ -117,29 +117,29 @@ def bootstrap(
     n = values.shape[-1]  # (rows, keys, images)
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randint(n, (draws, n), generator=gen)
-    means = values[:, :, idx].mean(-1)  # (rows, keys, draws)
-    order = sorted(range(len(reference)), key=lambda i: reference[i]["param"])
-    diffs: dict[int, dict[str, list[float]]] = {i: {k: [] for k in tolerance} for i in order}
+    means = values[:, :, idx].mean(-1).tolist()  # [row][key][draw]
+    refs = sorted(range(len(reference)), key=lambda i: rows[i]["param"])  # sweep order
+    cands = sorted(range(len(reference), len(rows)), key=lambda i: rows[i]["param"])
+    diffs: dict[int, dict[str, list[float]]] = {i: {k: [] for k in tolerance} for i in refs}
     met = 0
     for d in range(draws):
-        redrawn = [r | dict(zip(keys, means[j, :, d].tolist(), strict=True))
-                   for j, r in enumerate(rows)]  # fmt: skip
-        cand, within = redrawn[len(reference) :], True
-        for i in order:  # one point at a time: two may redraw to the same accuracy
-            got = compare([redrawn[i]], cand, tolerance)["points"]
-            if not got:
-                within = False
-                continue
-            for k, t in tolerance.items():
-                diffs[i][k].append(got[0][f"d_{k}"])
-                within = within and got[0][f"d_{k}"] >= -t
+        curves = {k: [(means[j][0][d], means[j][c][d]) for j in cands]
+                  for c, k in enumerate(keys) if c}  # fmt: skip
+        within = True
+        for i in refs:  # compare()'s reading of each reference point, on the redrawn means
+            for c, (k, t) in enumerate(tolerance.items(), 1):
+                v = interpolate(curves[k], means[i][0][d])
+                if v is None:  # uncovered in this draw: no difference, not met
+                    within = False
+                    break
+                diffs[i][k].append(v - means[i][c][d])
+                within = within and diffs[i][k][-1] >= -t
         met += within
     lo, hi = (1 - level) / 2, (1 + level) / 2
     points = []
-    for i in order:
+    for i in refs:
         entry: dict[str, Any] = {k: reference[i][k] for k in ("param", "accuracy")}
-        got = diffs[i][next(iter(tolerance))]
-        entry["covered"] = len(got) / draws
+        entry["covered"] = len(diffs[i][keys[1]]) / draws
         for k in tolerance:
             v = torch.tensor(diffs[i][k], dtype=torch.float64)
             entry[f"d_{k}"] = [float(v.quantile(lo)), float(v.quantile(hi))] if len(v) else None
